@@ -1,0 +1,67 @@
+#include "workers/noop/noop_kind.h"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "loupe/v1/kinds.pb.h"
+
+namespace loupe {
+namespace {
+
+class NoopKind : public TypedJobKind<loupe::v1::NoopParams> {
+ public:
+  std::string name() const override { return "noop"; }
+  std::string description() const override {
+    return "Does nothing: returns at once, or after `steps` steps of `sleep_ms` "
+           "each. For tests and benchmarks of the platform.";
+  }
+  std::vector<ParamSpec> params() const override {
+    return {
+        {"steps", "Steps to take (each reports progress)", "0", 0, 1e6},
+        {"sleep_ms", "Milliseconds to sleep per step", "0", 0, 60000},
+        {"fail_with", "Fail with this message instead of succeeding"},
+        {"input", "An input to resolve and report (dataset:ID, job:ID[/NAME] or a path)",
+         "", {}, {}, {}, /*is_reference=*/true},
+        {"crash_at_step", "Kill the server process at this step (crash tests)", "",
+         1, 1e6, {}, false, /*test_only=*/true},
+    };
+  }
+  std::vector<std::string> result_fields() const override { return {"steps"}; }
+
+ protected:
+  absl::Status RunJob(const loupe::v1::NoopParams& p, JobContext& ctx) const override {
+    if (p.has_input()) {
+      absl::StatusOr<std::string> path = ctx.ResolveInput(p.input());
+      if (!path.ok()) return path.status();
+      std::error_code ec;
+      auto size = std::filesystem::is_regular_file(*path, ec)
+                      ? std::filesystem::file_size(*path, ec)
+                      : 0;
+      ctx.Log(absl::StrCat("input ", p.input(), " -> ", *path, " (", size, " bytes)"));
+      ctx.SetResult("input_bytes", static_cast<double>(size));
+    }
+    for (int64_t step = 1; step <= p.steps(); ++step) {
+      if (absl::Status s = ctx.CheckContinue(); !s.ok()) return s;
+      if (p.has_crash_at_step() && step == p.crash_at_step()) {
+        // Simulates kill -9 in the middle of a job.
+        ::kill(::getpid(), SIGKILL);
+      }
+      if (p.sleep_ms() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(p.sleep_ms()));
+      ctx.ReportProgress(step, p.steps());
+      ctx.ReportMetrics(step, {{"step", static_cast<double>(step)}});
+    }
+    if (p.has_fail_with()) return absl::AbortedError(p.fail_with());
+    ctx.SetResult("steps", static_cast<double>(p.steps()));
+    return absl::OkStatus();
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<JobKind> MakeNoopKind() { return std::make_unique<NoopKind>(); }
+
+}  // namespace loupe
