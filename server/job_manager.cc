@@ -148,7 +148,7 @@ absl::StatusOr<std::vector<std::string>> JobManager::Admit(const store::User& us
   if (spec.max_attempts() == 0) spec.set_max_attempts(1);
   absl::StatusOr<google::protobuf::Message*> params = MutableKindParams(&spec, kind->name());
   if (!params.ok()) return params.status();
-  if (absl::Status s = ApplyDefaultsAndValidate(*kind, *params, options_.enable_test_kinds);
+  if (absl::Status s = ApplyDefaultsAndValidate(*kind, *params);
       !s.ok())
     return s;
 

@@ -37,7 +37,6 @@ struct ManagerOptions {
   std::vector<std::string> allowed_roots;
   int workers = 1;
   int threads_per_job = 1;
-  bool enable_test_kinds = false;
   // Called on each worker thread before its first job (sets LibTorch threads).
   std::function<void(int)> thread_init;
   // How long a graceful shutdown waits for running jobs to stop.

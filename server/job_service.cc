@@ -43,7 +43,9 @@ bool IsHex64(const std::string& s) {
 // sequence number, then live ones, until the job ends or the client leaves.
 class WatchReactor : public grpc::ServerWriteReactor<JobEvent> {
  public:
-  WatchReactor(JobManager* manager, std::string job_id, int64_t after_seq)
+  // `ended` says the job had already ended before the watch began: once its
+  // backlog is sent (possibly nothing, if the client saw it all) the stream ends.
+  WatchReactor(JobManager* manager, std::string job_id, int64_t after_seq, bool ended)
       : manager_(manager), job_id_(std::move(job_id)), last_seq_(after_seq) {
     // Subscribe before reading the backlog, so nothing committed in between
     // is missed; duplicates are dropped by sequence number.
@@ -61,6 +63,10 @@ class WatchReactor : public grpc::ServerWriteReactor<JobEvent> {
     }
     for (auto& e : live_during_backfill_) Enqueue(std::move(e));
     live_during_backfill_.clear();
+    if (ended && queue_.empty()) {
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
     MaybeWriteLocked();
   }
 
@@ -382,7 +388,9 @@ grpc::ServerWriteReactor<JobEvent>* JobServiceImpl::WatchJob(
   }
   absl::StatusOr<loupe::v1::Job> job = manager_->Get(*user, req->id());
   if (!job.ok()) return new ErrorWriter<JobEvent>(job.status());
-  return new WatchReactor(manager_, req->id(), req->after_seq());
+  const auto s = job->state();
+  const bool ended = s == loupe::v1::SUCCEEDED || s == loupe::v1::FAILED || s == loupe::v1::CANCELLED;
+  return new WatchReactor(manager_, req->id(), req->after_seq(), ended);
 }
 
 ServerUnaryReactor* JobServiceImpl::GetResult(CallbackServerContext* ctx,

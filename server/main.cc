@@ -58,8 +58,6 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", options.tls_cert_file, "PEM certificate chain")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", options.tls_key_file, "PEM private key")->check(CLI::ExistingFile);
-  app.add_flag("--enable-test-kinds", options.manager.enable_test_kinds,
-               "Allow test-only parameters (crash injection); never in production");
 
   CLI::App* token = app.add_subcommand("token", "Manage access tokens");
   token->require_subcommand(1);
@@ -102,7 +100,9 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   std::cerr << "loupe-server: " << (sig == SIGTERM ? "SIGTERM" : "SIGINT")
             << ", shutting down gracefully" << std::endl;
-  (*server)->Shutdown(absl::Seconds(5));
+  // In-flight unary calls end within milliseconds; open watch streams are
+  // cancelled at the deadline and clients reconnect with their last seq.
+  (*server)->Shutdown(absl::Seconds(1));
   std::cerr << "loupe-server: stopped" << std::endl;
   return 0;
 }

@@ -1,8 +1,5 @@
 #include "workers/noop/noop_kind.h"
 
-#include <unistd.h>
-
-#include <csignal>
 #include <filesystem>
 #include <thread>
 
@@ -26,11 +23,12 @@ class NoopKind : public TypedJobKind<loupe::v1::NoopParams> {
         {"fail_with", "Fail with this message instead of succeeding"},
         {"input", "An input to resolve and report (dataset:ID, job:ID[/NAME] or a path)",
          "", {}, {}, {}, /*is_reference=*/true},
-        {"crash_at_step", "Kill the server process at this step (crash tests)", "",
-         1, 1e6, {}, false, /*test_only=*/true},
+        {"artifact_bytes", "Write an artifact noop.bin of this many bytes (byte i = i mod 251)",
+         "0", 0, 1 << 30},
     };
   }
-  std::vector<std::string> result_fields() const override { return {"steps"}; }
+  std::vector<std::string> result_fields() const override { return {"steps", "input_bytes"}; }
+  std::vector<std::string> artifact_names() const override { return {"noop.bin"}; }
 
  protected:
   absl::Status RunJob(const loupe::v1::NoopParams& p, JobContext& ctx) const override {
@@ -46,15 +44,18 @@ class NoopKind : public TypedJobKind<loupe::v1::NoopParams> {
     }
     for (int64_t step = 1; step <= p.steps(); ++step) {
       if (absl::Status s = ctx.CheckContinue(); !s.ok()) return s;
-      if (p.has_crash_at_step() && step == p.crash_at_step()) {
-        // Simulates kill -9 in the middle of a job.
-        ::kill(::getpid(), SIGKILL);
-      }
       if (p.sleep_ms() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(p.sleep_ms()));
       ctx.ReportProgress(step, p.steps());
       ctx.ReportMetrics(step, {{"step", static_cast<double>(step)}});
     }
     if (p.has_fail_with()) return absl::AbortedError(p.fail_with());
+    if (p.artifact_bytes() > 0) {
+      std::string bytes(static_cast<size_t>(p.artifact_bytes()), '\0');
+      for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i % 251);
+      if (absl::Status s = ctx.WriteArtifact("noop.bin", bytes, "application/octet-stream");
+          !s.ok())
+        return s;
+    }
     ctx.SetResult("steps", static_cast<double>(p.steps()));
     return absl::OkStatus();
   }

@@ -29,7 +29,6 @@ struct ParamSpec {
   std::optional<double> max;
   std::vector<std::string> choices;  // allowed values of a string
   bool is_reference = false;         // names an input: dataset:, job:, path
-  bool test_only = false;  // refused unless the server enables test kinds
 };
 
 class JobKind {

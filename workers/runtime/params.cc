@@ -6,6 +6,7 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -113,7 +114,7 @@ std::string SuggestName(absl::string_view name,
   for (const auto& c : candidates) {
     size_t d = EditDistance(name, c);
     // A candidate that contains the name (or the reverse) is also plausible.
-    if (c.find(name) != std::string::npos || name.find(c) != absl::string_view::npos) {
+    if (absl::StrContains(c, name) || absl::StrContains(name, c)) {
       d = std::min<size_t>(d, 1);
     }
     if (d < best_d) {
@@ -216,8 +217,7 @@ std::string ParamValueText(const Message& params, absl::string_view name) {
   }
 }
 
-absl::Status ApplyDefaultsAndValidate(const JobKind& kind, Message* params,
-                                      bool allow_test_only) {
+absl::Status ApplyDefaultsAndValidate(const JobKind& kind, Message* params) {
   const Descriptor* d = params->GetDescriptor();
   const Reflection* r = params->GetReflection();
   for (const ParamSpec& p : kind.params()) {
@@ -235,9 +235,6 @@ absl::Status ApplyDefaultsAndValidate(const JobKind& kind, Message* params,
         if (!s.ok()) return absl::InternalError(s.message());
       }
       continue;
-    }
-    if (p.test_only && !allow_test_only) {
-      return err("is for tests only and this server does not enable test kinds");
     }
     if (f->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
       const std::string v = r->GetString(*params, f);
@@ -280,7 +277,6 @@ loupe::v1::JobKindInfo DescribeKind(const JobKind& kind, const Descriptor* param
   info.set_name(kind.name());
   info.set_description(kind.description());
   for (const ParamSpec& p : kind.params()) {
-    if (p.test_only) continue;
     auto* pi = info.add_params();
     pi->set_name(p.name);
     const FieldDescriptor* f = params->FindFieldByName(p.name);

@@ -47,8 +47,7 @@ std::string SuggestName(absl::string_view name,
 // the kind's own Validate. Errors are INVALID_ARGUMENT and start with
 // "<kind> parameter '<name>': ".
 absl::Status ApplyDefaultsAndValidate(const JobKind& kind,
-                                      google::protobuf::Message* params,
-                                      bool allow_test_only);
+                                      google::protobuf::Message* params);
 
 // The text form of a set field ("64", "0.0003", "synthetic").
 std::string ParamValueText(const google::protobuf::Message& params,

@@ -1,0 +1,274 @@
+// platform_bench: submit latency and throughput and the no-op round trip of
+// a real in-process Loupe server on loopback, each beside a floor measured in
+// the same run (an empty unary gRPC call plus one durable SQLite commit).
+//
+//   build/bin/platform_bench [--seconds 5] [--clients 4] [--window 64]
+//
+// Prints a table and the ratios the targets in docs/benchmarks.md refer to.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "echo.grpc.pb.h"
+#include "server/server.h"
+#include "server/store/sqlite.h"
+
+namespace loupe::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Percentiles {
+  double p50 = 0, p99 = 0, mean = 0;
+};
+
+Percentiles Summarize(std::vector<double> us) {
+  Percentiles p;
+  if (us.empty()) return p;
+  std::sort(us.begin(), us.end());
+  p.p50 = us[us.size() / 2];
+  p.p99 = us[std::min(us.size() - 1, us.size() * 99 / 100)];
+  double sum = 0;
+  for (double v : us) sum += v;
+  p.mean = sum / us.size();
+  return p;
+}
+
+double MicrosSince(absl::Time t0) { return absl::ToDoubleMicroseconds(absl::Now() - t0); }
+
+class EchoService final : public loupe::bench::Echo::CallbackService {
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const Empty*, Empty*) override {
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
+};
+
+// The floor, part 1: an empty unary call through the same gRPC stack.
+Percentiles EchoLatency(int n) {
+  EchoService service;
+  int port = 0;
+  grpc::ServerBuilder b;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  b.RegisterService(&service);
+  auto server = b.BuildAndStart();
+  auto stub = Echo::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  std::vector<double> us;
+  for (int i = 0; i < n + 100; ++i) {
+    grpc::ClientContext ctx;
+    Empty req, resp;
+    absl::Time t0 = absl::Now();
+    grpc::Status s = stub->Ping(&ctx, req, &resp);
+    if (i >= 100) us.push_back(MicrosSince(t0));  // the first calls warm up
+    if (!s.ok()) std::abort();
+  }
+  server->Shutdown();
+  return Summarize(us);
+}
+
+// The floor, part 2: one durable commit, with the store's own settings.
+Percentiles CommitLatency(const fs::path& dir, int n) {
+  auto db = store::Db::Open((dir / "floor.db").string());
+  if (!db.ok() || !(*db)->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)").ok()) std::abort();
+  std::string blob(200, 'x');
+  std::vector<double> us;
+  for (int i = 0; i < n; ++i) {
+    absl::Time t0 = absl::Now();
+    auto st = (*db)->Cached("INSERT INTO t(v) VALUES (?)");
+    (*st)->BindBlob(1, blob);
+    if (!(*st)->Run().ok()) std::abort();
+    us.push_back(MicrosSince(t0));
+  }
+  return Summarize(us);
+}
+
+std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token) {
+  auto c = std::make_unique<grpc::ClientContext>();
+  c->AddMetadata("authorization", "Bearer " + token);
+  return c;
+}
+
+loupe::v1::SubmitJobRequest NoopRequest() {
+  loupe::v1::SubmitJobRequest req;
+  req.mutable_spec()->mutable_noop();
+  return req;
+}
+
+Percentiles SubmitLatency(loupe::v1::JobService::Stub* stub, const std::string& token, int n) {
+  std::vector<double> us;
+  auto req = NoopRequest();
+  for (int i = 0; i < n + 50; ++i) {
+    loupe::v1::Job job;
+    auto ctx = Ctx(token);
+    absl::Time t0 = absl::Now();
+    grpc::Status s = stub->SubmitJob(ctx.get(), req, &job);
+    if (i >= 50) us.push_back(MicrosSince(t0));
+    if (!s.ok()) {
+      std::fprintf(stderr, "submit failed: %s\n", s.error_message().c_str());
+      std::abort();
+    }
+  }
+  return Summarize(us);
+}
+
+// Keeps `window` submits in flight on each of `clients` channels for
+// `seconds`; returns acknowledged submits per second.
+double SubmitThroughput(int port, const std::string& token, int clients, int window,
+                        double seconds) {
+  struct Call {
+    grpc::ClientContext ctx;
+    loupe::v1::SubmitJobRequest req = NoopRequest();
+    loupe::v1::Job resp;
+  };
+  std::atomic<int64_t> acked{0}, failed{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int> in_flight{0};
+  std::vector<std::unique_ptr<loupe::v1::JobService::Stub>> stubs;
+  for (int c = 0; c < clients; ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.channel_id", c);  // separate connections
+    // A bulk submitter has no use for transparent retries (it retries itself).
+    args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+    stubs.push_back(loupe::v1::JobService::NewStub(grpc::CreateCustomChannel(
+        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args)));
+  }
+  std::function<void(loupe::v1::JobService::Stub*)> issue = [&](loupe::v1::JobService::Stub* stub) {
+    auto* call = new Call();
+    call->ctx.AddMetadata("authorization", "Bearer " + token);
+    ++in_flight;
+    stub->async()->SubmitJob(&call->ctx, &call->req, &call->resp, [&, call, stub](grpc::Status s) {
+      (s.ok() ? acked : failed)++;
+      delete call;
+      if (!stop) issue(stub);
+      --in_flight;
+    });
+  };
+  absl::Time t0 = absl::Now();
+  for (auto& s : stubs) {
+    for (int w = 0; w < window; ++w) issue(s.get());
+  }
+  absl::SleepFor(absl::Seconds(seconds));
+  int64_t n = acked.load();
+  double elapsed = absl::ToDoubleSeconds(absl::Now() - t0);
+  stop = true;
+  while (in_flight.load() > 0) absl::SleepFor(absl::Milliseconds(5));
+  if (failed.load() > 0) std::fprintf(stderr, "warning: %ld submits failed\n", (long)failed.load());
+  return n / elapsed;
+}
+
+// Submit a no-op and read WatchJob until SUCCEEDED arrives.
+Percentiles NoopRoundTrip(loupe::v1::JobService::Stub* stub, const std::string& token, int n) {
+  std::vector<double> us;
+  auto req = NoopRequest();
+  for (int i = 0; i < n + 20; ++i) {
+    absl::Time t0 = absl::Now();
+    loupe::v1::Job job;
+    if (!stub->SubmitJob(Ctx(token).get(), req, &job).ok()) std::abort();
+    loupe::v1::WatchJobRequest w;
+    w.set_id(job.id());
+    auto ctx = Ctx(token);
+    auto reader = stub->WatchJob(ctx.get(), w);
+    loupe::v1::JobEvent e;
+    bool done = false;
+    while (!done && reader->Read(&e)) {
+      done = e.has_state() && e.state().state() == loupe::v1::SUCCEEDED;
+    }
+    if (i >= 20) us.push_back(MicrosSince(t0));
+    if (!done) std::abort();
+    reader->Finish();
+  }
+  return Summarize(us);
+}
+
+struct Server {
+  std::unique_ptr<LoupeServer> server;
+  std::string token;
+  std::unique_ptr<loupe::v1::JobService::Stub> stub;
+};
+
+Server StartServer(const fs::path& dir, int workers) {
+  ServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.manager.data_dir = dir.string();
+  o.manager.workers = workers;
+  auto s = LoupeServer::Start(o);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(s.status().message()).c_str());
+    std::exit(1);
+  }
+  Server out;
+  out.server = std::move(*s);
+  out.token = *out.server->manager().store().CreateToken("bench", false);
+  out.stub = loupe::v1::JobService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(out.server->port()), grpc::InsecureChannelCredentials()));
+  return out;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"Loupe platform benchmark"};
+  double seconds = 5;
+  int clients = 4, window = 64, samples = 2000, rt_samples = 300;
+  std::string dir_arg;
+  app.add_option("--seconds", seconds, "Length of the throughput run")->capture_default_str();
+  app.add_option("--clients", clients, "Concurrent client connections")->capture_default_str();
+  app.add_option("--window", window, "Submits in flight per client")->capture_default_str();
+  app.add_option("--samples", samples, "Sequential calls per latency measurement")
+      ->capture_default_str();
+  app.add_option("--rt-samples", rt_samples, "No-op round trips")->capture_default_str();
+  app.add_option("--dir", dir_arg, "Scratch directory (on the disk under test)");
+  CLI11_PARSE(app, argc, argv);
+
+  fs::path dir = dir_arg.empty() ? fs::temp_directory_path() / ("loupe-bench-" + std::to_string(::getpid()))
+                                 : fs::path(dir_arg);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+
+  Percentiles echo = EchoLatency(samples);
+  Percentiles commit = CommitLatency(dir, samples / 4);
+  double floor_p50 = echo.p50 + commit.p50;
+
+  Percentiles submit, rt;
+  double throughput = 0;
+  {
+    // Submits are measured against an idle worker pool: the admission path.
+    Server s = StartServer(dir / "submit", 0);
+    submit = SubmitLatency(s.stub.get(), s.token, samples / 4);
+    throughput = SubmitThroughput(s.server->port(), s.token, clients, window, seconds);
+  }
+  {
+    Server s = StartServer(dir / "roundtrip", 1);
+    rt = NoopRoundTrip(s.stub.get(), s.token, rt_samples);
+  }
+  fs::remove_all(dir);
+
+  std::printf("%-44s %10s %10s %10s\n", "measurement", "p50 us", "p99 us", "mean us");
+  auto row = [](const char* name, const Percentiles& p) {
+    std::printf("%-44s %10.1f %10.1f %10.1f\n", name, p.p50, p.p99, p.mean);
+  };
+  row("floor: empty unary gRPC call (loopback)", echo);
+  row("floor: one durable SQLite commit (FULL)", commit);
+  std::printf("%-44s %10.1f\n", "floor: sum of p50s", floor_p50);
+  row("SubmitJob, one client, sequential", submit);
+  row("no-op round trip (submit -> SUCCEEDED seen)", rt);
+  std::printf("%-44s %10.0f /s  (%d clients x %d in flight, %.0f s)\n",
+              "durable submits, concurrent clients", throughput, clients, window, seconds);
+  std::printf("\nsubmit p50 / floor p50      = %.2f  (target <= 1.5)\n", submit.p50 / floor_p50);
+  std::printf("concurrent submits/s        = %.0f  (target >= 10000)\n", throughput);
+  std::printf("no-op round trip p50        = %.2f ms (target < 5)\n", rt.p50 / 1000);
+  return 0;
+}
+
+}  // namespace
+}  // namespace loupe::bench
+
+int main(int argc, char** argv) { return loupe::bench::Main(argc, argv); }
