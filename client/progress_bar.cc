@@ -26,8 +26,18 @@ std::string RenderProgressBar(int64_t step, int64_t total,
     counts = absl::StrCat("step ", step);
   }
   const std::string eta_text = (eta && total > 0) ? absl::StrCat(" eta ", FormatDurationShort(*eta)) : "";
+  // Headline metrics first: with little room, fvu and l0 beat auxk.
+  static const std::vector<std::string> kHeadline = {"loss", "fvu", "l0", "mmcs", "bits_per_byte",
+                                                     "accuracy"};
+  std::vector<std::pair<size_t, std::string>> ranked;
+  for (const auto& [k, v] : metrics) {
+    size_t rank = std::find(kHeadline.begin(), kHeadline.end(), k) - kHeadline.begin();
+    ranked.emplace_back(rank, absl::StrCat(" ", k, "=", FormatMetricValue(v)));
+  }
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<std::string> metric_tokens;
-  for (const auto& [k, v] : metrics) metric_tokens.push_back(absl::StrCat(" ", k, "=", FormatMetricValue(v)));
+  for (auto& [_, token] : ranked) metric_tokens.push_back(std::move(token));
 
   // The bar's width depends on the terminal only, so it does not jump as
   // metrics and the eta come and go; metrics yield to it instead.

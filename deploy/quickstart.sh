@@ -51,8 +51,8 @@ id="$(build/bin/loupe --json submit sae.train --label source=quickstart | grep -
 echo "   job $id; watching (Ctrl-C leaves it running; 'loupe watch $id' reattaches)"
 build/bin/loupe watch "$id"
 echo
-echo "== result of job $id"
-build/bin/loupe result "$id"
+echo "== artifacts of job $id"
+build/bin/loupe artifacts "$id"
 mkdir -p "$root/var/out"
 build/bin/loupe download "$id" cfg.json -o "$root/var/out/cfg.json"
 build/bin/loupe download "$id" sae_weights.safetensors -o "$root/var/out/sae_weights.safetensors"

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace loupe {
 
@@ -71,6 +72,9 @@ absl::StatusOr<std::unique_ptr<LoupeServer>> LoupeServer::Start(ServerOptions op
     creds = grpc::InsecureServerCredentials();
   }
 
+  // gRPC takes and drops absl::Mutexes on every call; Abseil's deadlock
+  // detection (on in Debian's build) would graph every one of them.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::unique_ptr<LoupeServer> s(new LoupeServer());
   if (absl::Status r = RegisterBuiltinKinds(s->kinds_); !r.ok()) return r;
   absl::StatusOr<std::unique_ptr<JobManager>> m =
@@ -85,6 +89,9 @@ absl::StatusOr<std::unique_ptr<LoupeServer>> LoupeServer::Start(ServerOptions op
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, creds, &s->port_);
   builder.RegisterService(s->service_.get());
+  // gRPC sets SO_REUSEPORT by default: a second server on a busy port would
+  // silently share its connections with the first. Fail instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   // Watches may idle for hours between events; keep their connections alive.

@@ -68,6 +68,16 @@ Job JobFromRow(const Stmt& st) {
   return j;
 }
 
+// Runs a statement kept prepared on `db`: the writer's per-transaction and
+// per-write statements would otherwise be compiled thousands of times a second.
+absl::Status RunCached(Db& db, const std::string& sql) {
+  absl::StatusOr<Stmt*> st = db.Cached(sql);
+  if (!st.ok()) return st.status();
+  absl::Status s = (*st)->Run();
+  (*st)->Reset();
+  return s;
+}
+
 }  // namespace
 
 bool LooksLikeJobId(absl::string_view id) {
@@ -87,16 +97,21 @@ class Store::Txn {
   absl::StatusOr<Stmt*> Sql(const std::string& sql) { return db.Cached(sql); }
 
   // Appends `e` to the job's event log with the next sequence number.
-  absl::Status Emit(const std::string& job_id, int attempt, JobEvent e) {
-    auto st = Sql("UPDATE jobs SET last_event_seq = last_event_seq + 1 WHERE id = ? "
-                  "RETURNING last_event_seq");
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, job_id);
-    absl::StatusOr<bool> row = (*st)->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
-    int64_t seq = (*st)->Int(0);
-    (*st)->Reset();
+  // `known_seq` > 0: the caller already set the job's last_event_seq to it
+  // (a new job's first event), which saves a round trip on the hot path.
+  absl::Status Emit(const std::string& job_id, int attempt, JobEvent e, int64_t known_seq = 0) {
+    int64_t seq = known_seq;
+    if (seq == 0) {
+      auto st = Sql("UPDATE jobs SET last_event_seq = last_event_seq + 1 WHERE id = ? "
+                    "RETURNING last_event_seq");
+      if (!st.ok()) return st.status();
+      (*st)->Bind(1, job_id);
+      absl::StatusOr<bool> row = (*st)->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+      seq = (*st)->Int(0);
+      (*st)->Reset();
+    }
     e.set_job_id(job_id);
     e.set_seq(seq);
     e.set_attempt(attempt);
@@ -240,7 +255,7 @@ void Store::WriterLoop() {
       }
     }
     Txn txn(*writer_db_);
-    absl::Status begin = writer_db_->Exec("BEGIN IMMEDIATE");
+    absl::Status begin = RunCached(*writer_db_, "BEGIN IMMEDIATE");
     results.clear();
     for (Write& w : batch) {
       if (!begin.ok()) {
@@ -249,20 +264,21 @@ void Store::WriterLoop() {
       }
       // A savepoint per write: one bad write must not undo its neighbours.
       size_t events_before = txn.events.size();
-      absl::Status s = writer_db_->Exec("SAVEPOINT w");
+      absl::Status s = RunCached(*writer_db_, "SAVEPOINT w");
       if (s.ok()) s = w.apply(txn);
       if (s.ok()) {
-        s = writer_db_->Exec("RELEASE w");
+        s = RunCached(*writer_db_, "RELEASE w");
       } else {
-        (void)writer_db_->Exec("ROLLBACK TO w; RELEASE w");
+        (void)RunCached(*writer_db_, "ROLLBACK TO w");
+        (void)RunCached(*writer_db_, "RELEASE w");
         txn.events.resize(events_before);
       }
       results.push_back(s);
     }
     if (begin.ok()) {
-      absl::Status commit = writer_db_->Exec("COMMIT");
+      absl::Status commit = RunCached(*writer_db_, "COMMIT");
       if (!commit.ok()) {
-        (void)writer_db_->Exec("ROLLBACK");
+        (void)RunCached(*writer_db_, "ROLLBACK");
         txn.events.clear();
         for (auto& r : results) {
           if (r.ok()) r = commit;
@@ -361,7 +377,8 @@ void Store::SubmitJob(NewJob job, std::function<void(absl::StatusOr<SubmitOutcom
          }
          auto ins = t.Sql(
              "INSERT INTO jobs(id, owner, kind, state, priority, max_attempts, spec, "
-             "idempotency_key, created_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq");
+             "idempotency_key, created_us, last_event_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+             "RETURNING seq");
          if (!ins.ok()) return ins.status();
          std::string id;
          int64_t seq = 0;
@@ -395,7 +412,11 @@ void Store::SubmitJob(NewJob job, std::function<void(absl::StatusOr<SubmitOutcom
            (*st)->Bind(1, seq).Bind(2, dep);
            if (absl::Status s = (*st)->Run(); !s.ok()) return s;
          }
-         if (absl::Status s = t.EmitState(id, 0, loupe::v1::QUEUED, "submitted"); !s.ok()) return s;
+         JobEvent submitted;
+         submitted.mutable_state()->set_state(loupe::v1::QUEUED);
+         submitted.mutable_state()->set_message("submitted");
+         if (absl::Status s = t.Emit(id, 0, std::move(submitted), /*known_seq=*/1); !s.ok())
+           return s;
          Job& j = outcome->job;
          j.set_id(id);
          j.set_kind(nj.kind);
