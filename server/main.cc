@@ -1,5 +1,8 @@
 // loupe-server: the Loupe job server, and its `token create` admin command.
 #include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include <cstdio>
 #include <filesystem>
@@ -36,6 +39,15 @@ int CreateToken(const std::string& user, bool admin, const std::string& data_dir
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenMP (LibTorch's thread pool) reads OMP_WAIT_POLICY when the library
+  // loads, before main. Its default, spinning between parallel regions, burns
+  // whole cores on a shared server and slows every other job; ask for passive
+  // waiting by re-executing once with it set, unless the operator chose.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    ::execv("/proc/self/exe", argv);
+    // If exec fails we simply run with the default policy.
+  }
   CLI::App app{"Loupe job server: runs analysis jobs submitted over gRPC"};
   app.require_subcommand(0, 1);
   loupe::ServerOptions options;

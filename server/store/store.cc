@@ -2,6 +2,7 @@
 #include "server/store/store.h"
 
 #include <openssl/rand.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <future>
@@ -208,7 +209,14 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
 
 Store::Store(std::string path, std::unique_ptr<Db> writer)
     : path_(std::move(path)), writer_db_(std::move(writer)) {
-  writer_ = std::thread([this] { WriterLoop(); });
+  writer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "loupe-writer");
+    WriterLoop();
+  });
+  completer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "loupe-complete");
+    CompletionLoop();
+  });
 }
 
 Store::~Store() {
@@ -218,6 +226,26 @@ Store::~Store() {
   }
   queue_cv_.notify_all();
   writer_.join();
+  {
+    std::lock_guard<std::mutex> l(completion_mu_);
+    completion_stopping_ = true;
+  }
+  completion_cv_.notify_all();
+  completer_.join();
+}
+
+void Store::CompletionLoop() {
+  while (true) {
+    std::function<void()> next;
+    {
+      std::unique_lock<std::mutex> l(completion_mu_);
+      completion_cv_.wait(l, [this] { return completion_stopping_ || !completions_.empty(); });
+      if (completions_.empty()) return;
+      next = std::move(completions_.front());
+      completions_.pop_front();
+    }
+    next();
+  }
 }
 
 void Store::SetEventListener(EventListener listener) { listener_ = std::move(listener); }
@@ -285,11 +313,21 @@ void Store::WriterLoop() {
         }
       }
     }
-    if (listener_ && !txn.events.empty()) listener_(txn.events);
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (batch[i].done) batch[i].done(results[i]);
+    auto finished = std::make_shared<std::vector<Write>>(std::move(batch));
+    auto statuses = std::make_shared<std::vector<absl::Status>>(std::move(results));
+    auto events = std::make_shared<std::vector<JobEvent>>(std::move(txn.events));
+    {
+      std::lock_guard<std::mutex> l(completion_mu_);
+      completions_.push_back([this, finished, statuses, events] {
+        if (listener_ && !events->empty()) listener_(*events);
+        for (size_t i = 0; i < finished->size(); ++i) {
+          if ((*finished)[i].done) (*finished)[i].done((*statuses)[i]);
+        }
+      });
     }
+    completion_cv_.notify_one();
     batch.clear();
+    results.clear();
   }
 }
 

@@ -7,8 +7,10 @@
 // acknowledged job survives kill -9 and power loss, while thousands of
 // concurrent submits share one fsync. Reads use a small pool of separate
 // connections (WAL lets them run beside the writer). Every method is
-// thread-safe. Events committed by a write are handed to the event listener
-// after the commit, in commit order, on the writer thread.
+// thread-safe. After each commit, the committed events go to the event
+// listener and then the writes' callbacks run, in commit order, on one
+// completion thread: answering thousands of RPCs is work the writer should
+// not wait for before its next commit.
 #ifndef LOUPE_SERVER_STORE_STORE_H_
 #define LOUPE_SERVER_STORE_STORE_H_
 
@@ -100,8 +102,8 @@ class Store {
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
   ~Store();  // commits what is queued, then stops the writer
 
-  // Called on the writer thread after each commit that added events. Set
-  // before any write.
+  // Called on the completion thread after each commit that added events.
+  // Set before any write.
   void SetEventListener(EventListener listener);
 
   // --- users and tokens -------------------------------------------------
@@ -112,7 +114,7 @@ class Store {
   absl::StatusOr<User> UserForTokenHash(const std::string& token_hash);
 
   // --- jobs ---------------------------------------------------------------
-  // Durable before `done` runs (on the writer thread; keep it short).
+  // Durable before `done` runs (on the completion thread; keep it short).
   void SubmitJob(NewJob job, std::function<void(absl::StatusOr<SubmitOutcome>)> done);
   absl::StatusOr<SubmitOutcome> SubmitJobSync(NewJob job);
 
@@ -174,6 +176,7 @@ class Store {
 
   Store(std::string path, std::unique_ptr<Db> writer);
   void WriterLoop();
+  void CompletionLoop();
   void Enqueue(Write w);
   // Runs `apply` on the writer and waits for its commit.
   absl::Status WriteSync(std::function<absl::Status(Txn&)> apply);
@@ -191,6 +194,12 @@ class Store {
   std::deque<Write> queue_;  // guarded by queue_mu_
   bool stopping_ = false;    // guarded by queue_mu_
   std::thread writer_;
+
+  std::mutex completion_mu_;
+  std::condition_variable completion_cv_;
+  std::deque<std::function<void()>> completions_;  // guarded by completion_mu_
+  bool completion_stopping_ = false;               // guarded by completion_mu_
+  std::thread completer_;
 
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<Db>> idle_readers_;  // guarded by readers_mu_

@@ -1,5 +1,7 @@
 #include "workers/runtime/worker_pool.h"
 
+#include <pthread.h>
+
 #include <exception>
 #include <new>
 
@@ -15,6 +17,7 @@ WorkerPool::~WorkerPool() { Join(); }
 void WorkerPool::Start() {
   for (int i = 0; i < options_.workers; ++i) {
     threads_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "loupe-worker");
       if (options_.thread_init) options_.thread_init(options_.threads_per_job);
       while (std::optional<Assignment> a = source_->Next()) {
         RunOne(source_, std::move(*a));
