@@ -62,6 +62,26 @@ TEST(SchedulerTest, CancellingARunningJobStopsItWithinASecond) {
   EXPECT_EQ(out.state(), loupe::v1::CANCELLED);
 }
 
+TEST(SchedulerTest, CancellingSaeTrainStopsItWithinASecond) {
+  TestServer ts(1);
+  loupe::v1::JobSpec spec;
+  spec.mutable_sae_train()->set_steps(1000000);
+  loupe::v1::Job job = ts.Submit(ts.alice, spec);
+  absl::Time end = absl::Now() + absl::Seconds(60);
+  while (absl::Now() < end && ts.Get(ts.alice, job.id()).progress_step() < 5) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(ts.Get(ts.alice, job.id()).state(), loupe::v1::RUNNING);
+  absl::Time t0 = absl::Now();
+  loupe::v1::CancelJobRequest req;
+  req.set_id(job.id());
+  loupe::v1::Job out;
+  ASSERT_TRUE(ts.stub->CancelJob(Ctx(ts.alice).get(), req, &out).ok());
+  loupe::v1::Job done = ts.WaitDone(ts.alice, job.id());
+  EXPECT_EQ(done.state(), loupe::v1::CANCELLED);
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(1));
+}
+
 TEST(SchedulerTest, CancellingAQueuedJobNeverRunsIt) {
   TestServer ts(1);
   loupe::v1::Job blocker = ts.Submit(ts.alice, NoopSpec(20, 10));
