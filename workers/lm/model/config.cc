@@ -102,24 +102,60 @@ std::string ActivationName(Activation a) {
   return "silu";
 }
 
-// HF writes rope_scaling null for plain RoPE; anything else rescales positions
-// in ways Loupe does not implement, and silently ignoring it would give wrong
-// logits.
-absl::Status CheckRopeScaling(const json& j) {
+// HF writes rope_scaling null for plain RoPE. "linear" and "llama3" are
+// implemented; the others (dynamic NTK, YaRN, LongRoPE) rescale in ways Loupe
+// does not, and silently ignoring them would give wrong logits.
+absl::Status ParseRopeScaling(const json& j, ModelConfig::RopeScaling* out) {
+  *out = {};
   if (!j.contains("rope_scaling") || j["rope_scaling"].is_null()) return absl::OkStatus();
   const json& r = j["rope_scaling"];
+  if (!r.is_object()) return absl::InvalidArgumentError("config.json rope_scaling must be an object or null");
   std::string type = "?";
-  if (r.is_object()) {
-    for (const char* key : {"rope_type", "type"}) {
-      if (r.contains(key) && r[key].is_string()) {
-        type = r[key].get<std::string>();
-        break;
-      }
+  for (const char* key : {"rope_type", "type"}) {
+    if (r.contains(key) && r[key].is_string()) {
+      type = r[key].get<std::string>();
+      break;
     }
   }
   if (type == "default") return absl::OkStatus();
-  return absl::UnimplementedError(
-      absl::StrCat("config.json rope_scaling of type '", type, "' is not supported (only plain RoPE: null)"));
+  auto number = [&](const char* key, double fallback, bool required) -> absl::StatusOr<double> {
+    if (!r.contains(key)) {
+      if (required) return absl::InvalidArgumentError(absl::StrCat("config.json rope_scaling lacks '", key, "'"));
+      return fallback;
+    }
+    if (!r[key].is_number()) {
+      return absl::InvalidArgumentError(absl::StrCat("config.json rope_scaling '", key, "' must be a number"));
+    }
+    return r[key].get<double>();
+  };
+  if (type != "linear" && type != "llama3") {
+    return absl::UnimplementedError(absl::StrCat("config.json rope_scaling of type '", type,
+                                                 "' is not supported (supported: null, default, linear, llama3)"));
+  }
+  absl::StatusOr<double> factor = number("factor", 1.0, /*required=*/true);
+  if (!factor.ok()) return factor.status();
+  if (*factor < 1.0) return absl::InvalidArgumentError("config.json rope_scaling 'factor' must be >= 1");
+  out->factor = *factor;
+  if (type == "linear") {
+    out->type = ModelConfig::RopeScaling::kLinear;
+    return absl::OkStatus();
+  }
+  out->type = ModelConfig::RopeScaling::kLlama3;
+  absl::StatusOr<double> low = number("low_freq_factor", 1.0, true);
+  absl::StatusOr<double> high = number("high_freq_factor", 4.0, true);
+  absl::StatusOr<double> original = number("original_max_position_embeddings", 8192, true);
+  for (const auto* v : {&low, &high, &original}) {
+    if (!v->ok()) return v->status();
+  }
+  if (!(*high > *low) || *low <= 0 || *original < 1) {
+    return absl::InvalidArgumentError(
+        "config.json rope_scaling (llama3) needs high_freq_factor > low_freq_factor > 0 and "
+        "original_max_position_embeddings >= 1");
+  }
+  out->low_freq_factor = *low;
+  out->high_freq_factor = *high;
+  out->original_max_positions = static_cast<int64_t>(*original);
+  return absl::OkStatus();
 }
 
 absl::Status ParseGpt2(const json& j, ModelConfig* c, std::vector<std::string>* warnings) {
@@ -188,7 +224,7 @@ absl::Status ParseLlamaFamily(const json& j, ModelConfig* c, std::vector<std::st
   absl::StatusOr<Activation> a = ParseActivation(act);
   if (!a.ok()) return a.status();
   c->activation = *a;
-  if (absl::Status s = CheckRopeScaling(j); !s.ok()) return s;
+  if (absl::Status s = ParseRopeScaling(j, &c->rope_scaling); !s.ok()) return s;
 
   std::optional<int64_t> window;
   if (type == "mistral" && f.Present("sliding_window")) window = f.Int("sliding_window");

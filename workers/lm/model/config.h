@@ -53,6 +53,22 @@ struct ModelConfig {
 
   // Llama family.
   double rope_theta = 10000.0;
+  // config.json rope_scaling: how the rotary frequencies are rescaled for
+  // contexts longer than the model was pretrained on. kLinear divides every
+  // frequency by `factor` (positions / factor); kLlama3 (Llama 3.1 and
+  // later) divides only the low frequencies, whose wavelength exceeds
+  // original_max_positions / low_freq_factor, keeps those shorter than
+  // original_max_positions / high_freq_factor, and interpolates between.
+  // Neither changes the attention scale.
+  struct RopeScaling {
+    enum Type { kNone, kLinear, kLlama3 };
+    Type type = kNone;
+    double factor = 1.0;
+    double low_freq_factor = 1.0;
+    double high_freq_factor = 4.0;
+    int64_t original_max_positions = 8192;
+  };
+  RopeScaling rope_scaling;
   bool qkv_bias = false;  // llama attention_bias; always on for qwen2
   bool o_bias = false;    // llama attention_bias (qwen2 has none on o_proj)
   bool mlp_bias = false;  // llama mlp_bias

@@ -106,10 +106,22 @@ TEST(ConfigTest, Errors) {
 
   json llama = {{"model_type", "llama"}, {"vocab_size", 10}, {"hidden_size", 8}, {"num_hidden_layers", 1},
                 {"num_attention_heads", 2}, {"intermediate_size", 16}, {"max_position_embeddings", 64},
-                {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}}}};
+                {"rope_scaling", {{"rope_type", "yarn"}, {"factor", 8.0}}}};
   absl::StatusOr<ModelConfig> scaled = ConfigFromJson(llama);
   EXPECT_EQ(scaled.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(std::string(scaled.status().message()), HasSubstr("llama3"));
+  EXPECT_THAT(std::string(scaled.status().message()), HasSubstr("'yarn' is not supported"));
+  llama["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
+  EXPECT_THAT(std::string(ConfigFromJson(llama).status().message()), HasSubstr("lacks 'low_freq_factor'"));
+  llama["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  scaled = ConfigFromJson(llama);
+  ASSERT_TRUE(scaled.ok()) << scaled.status();
+  EXPECT_EQ(scaled->rope_scaling.type, ModelConfig::RopeScaling::kLlama3);
+  EXPECT_EQ(scaled->rope_scaling.original_max_positions, 8192);
+  llama["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+  scaled = ConfigFromJson(llama);
+  ASSERT_TRUE(scaled.ok()) << scaled.status();
+  EXPECT_EQ(scaled->rope_scaling.type, ModelConfig::RopeScaling::kLinear);
   llama["rope_scaling"] = nullptr;
   absl::StatusOr<ModelConfig> plain = ConfigFromJson(llama);
   ASSERT_TRUE(plain.ok()) << plain.status();

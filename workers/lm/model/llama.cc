@@ -40,12 +40,27 @@ Model::Model(const ModelConfig& c, const torch::TensorOptions& opts) {
 }
 
 std::pair<torch::Tensor, torch::Tensor> RopeTables(int64_t start, int64_t n, int64_t head_dim, double theta,
-                                                   torch::Device device) {
+                                                   const ModelConfig::RopeScaling& scaling, torch::Device device) {
   auto f32 = torch::TensorOptions().dtype(torch::kFloat).device(device);
   torch::Tensor exponent = torch::arange(0, head_dim, 2, torch::TensorOptions().dtype(torch::kLong).device(device))
                                .to(torch::kFloat) /
                            static_cast<double>(head_dim);
   torch::Tensor inv_freq = 1.0 / torch::pow(theta, exponent);                          // [hd/2]
+  using Scaling = ModelConfig::RopeScaling;
+  if (scaling.type == Scaling::kLinear) {
+    inv_freq = inv_freq / scaling.factor;
+  } else if (scaling.type == Scaling::kLlama3) {
+    const double original = static_cast<double>(scaling.original_max_positions);
+    const double low_freq_wavelen = original / scaling.low_freq_factor;
+    const double high_freq_wavelen = original / scaling.high_freq_factor;
+    torch::Tensor wavelen = 2 * M_PI / inv_freq;
+    torch::Tensor scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / scaling.factor, inv_freq);
+    torch::Tensor smooth =
+        (original / wavelen - scaling.low_freq_factor) / (scaling.high_freq_factor - scaling.low_freq_factor);
+    torch::Tensor smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled;
+    torch::Tensor medium = wavelen.ge(high_freq_wavelen).logical_and(wavelen.le(low_freq_wavelen));
+    inv_freq = torch::where(medium, smoothed, scaled);
+  }
   torch::Tensor angles = torch::arange(start, start + n, f32).unsqueeze(1) * inv_freq;  // [n, hd/2]
   torch::Tensor emb = torch::cat({angles, angles}, -1);
   return {emb.cos(), emb.sin()};
@@ -83,7 +98,7 @@ torch::Tensor LlamaLM::ForwardImpl(const torch::Tensor& ids, const ForwardOption
   const ModelConfig& c = config();
   const int64_t past = o.cache != nullptr ? o.cache->length() : 0;
   torch::Tensor x = (*model_->embed_tokens)(ids);
-  auto [cos, sin] = llama::RopeTables(past, ids.size(1), c.head_dim, c.rope_theta, x.device());
+  auto [cos, sin] = llama::RopeTables(past, ids.size(1), c.head_dim, c.rope_theta, c.rope_scaling, x.device());
   cos = cos.to(x.scalar_type());
   sin = sin.to(x.scalar_type());
   const int64_t n_run = o.stop_at_layer >= 0 ? o.stop_at_layer : c.n_layers;

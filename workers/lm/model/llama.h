@@ -63,9 +63,10 @@ class Model : public torch::nn::Module {
 // cos and sin of the rotary angles for positions [start, start + n): [n,
 // head_dim] each, computed in float32 exactly as HF does (inv_freq = 1 /
 // theta^(2i/d), angle = position * inv_freq, the half repeated) so that
-// long positions round the same way.
+// long positions round the same way. `scaling` rescales inv_freq as HF's
+// _compute_linear_scaling / _compute_llama3_parameters do.
 std::pair<torch::Tensor, torch::Tensor> RopeTables(int64_t start, int64_t n, int64_t head_dim, double theta,
-                                                   torch::Device device);
+                                                   const ModelConfig::RopeScaling& scaling, torch::Device device);
 
 }  // namespace llama
 

@@ -27,7 +27,7 @@ using testing::MaxRelErr;
 constexpr double kTol = 1e-4;           // the required agreement
 constexpr int kPatchPosition = 5;       // make_reference.py's PATCH_POSITION
 const char* const kFixtures[] = {"gpt2", "gpt2_noprefix_f16", "llama_sharded", "qwen2_bf16", "mistral",
-                                 "llama_bias_f16"};
+                                 "llama_bias_f16", "llama3_rope"};
 
 safetensors::TensorMap Expected(const std::string& name) {
   absl::StatusOr<safetensors::TensorMap> m = safetensors::LoadTensors(testing::ExpectedPath(name));

@@ -180,10 +180,33 @@ def rotate_half(x):
     return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
 
 
-def rope(x, theta):
+def scaled_inv_freq(inv_freq, scaling):
+    """rope_scaling as transformers' modeling_rope_utils defines it (linear, llama3)."""
+    kind = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
+    if kind == "default":
+        return inv_freq
+    if kind == "linear":
+        return inv_freq / scaling["factor"]
+    assert kind == "llama3", kind
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old = scaling["original_max_position_embeddings"]
+    out = []
+    for f in inv_freq.tolist():
+        wavelen = 2 * math.pi / f
+        if wavelen < old / high:      # high frequency: unchanged
+            out.append(f)
+        elif wavelen > old / low:     # low frequency: interpolated by factor
+            out.append(f / factor)
+        else:                         # the band between: a smooth mix of both
+            smooth = (old / wavelen - low) / (high - low)
+            out.append((1 - smooth) * f / factor + smooth * f)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def rope(x, theta, scaling=None):
     """x: [B, H, T, D]; positions 0..T-1; the 'half split' layout HF Llama uses."""
     t, hd = x.shape[-2], x.shape[-1]
-    inv_freq = 1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+    inv_freq = scaled_inv_freq(1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd), scaling)
     angles = torch.arange(t, dtype=torch.float64)[:, None] * inv_freq[None, :]
     emb = torch.cat([angles, angles], dim=-1)
     return x * emb.cos() + rotate_half(x) * emb.sin()
@@ -218,7 +241,7 @@ def llama_forward(cfg, p, ids, hooks):
         q = lin(h, pre + "self_attn.q_proj", qkv_bias).reshape(b, t, nh, hd).transpose(1, 2)
         k = lin(h, pre + "self_attn.k_proj", qkv_bias).reshape(b, t, nkv, hd).transpose(1, 2)
         v = lin(h, pre + "self_attn.v_proj", qkv_bias).reshape(b, t, nkv, hd).transpose(1, 2)
-        q, k = rope(q, theta), rope(k, theta)
+        q, k = rope(q, theta, cfg.get("rope_scaling")), rope(k, theta, cfg.get("rope_scaling"))
         rep = nh // nkv  # query head j reads kv head j // rep
         k = k[:, :, None].expand(b, nkv, rep, t, hd).reshape(b, nh, t, hd)
         v = v[:, :, None].expand(b, nkv, rep, t, hd).reshape(b, nh, t, hd)
@@ -409,7 +432,10 @@ ALL_SITES = ("blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.ho
              "blocks.1.hook_resid_mid", "blocks.0.hook_mlp_out", "blocks.1.hook_resid_post")
 
 
-def make_all():
+def make_all(only=None):
+    if only == "llama3_rope":
+        make_llama3_rope()
+        return
     # GPT-2 as GPT2LMHeadModel saves it: 'transformer.' prefix, tied head, F32.
     make_fixture("gpt2", gpt2_config(), "F32", seed=1, capture=ALL_SITES)
     # GPT-2 as the original OpenAI-converted checkpoints are laid out: no prefix,
@@ -436,9 +462,20 @@ def make_all():
                                                 attention_bias=True, mlp_bias=True,
                                                 tie_word_embeddings=True),
                  "F16", seed=6)
+    make_llama3_rope()
     total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(HERE) for f in fs
                 if not f.endswith(".py"))
     print(f"fixtures: {total} bytes")
+
+
+def make_llama3_rope():
+    # Llama 3.1-style rope_scaling: with original_max_position_embeddings 64 the
+    # 16-dim heads have frequencies in all three bands (kept, mixed, divided).
+    make_fixture("llama3_rope", llama_config(hidden_size=32, intermediate_size=64, rope_theta=500000.0,
+                                             rope_scaling={"rope_type": "llama3", "factor": 8.0,
+                                                           "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                           "original_max_position_embeddings": 64}),
+                 "F32", seed=7)
 
 
 # --------------------------------------------------------------------------
@@ -503,9 +540,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", nargs=2, action="append", metavar=("DIR", "EXPECTED"))
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--only", help="write only this fixture (llama3_rope)")
     args = ap.parse_args()
     if not args.check:
-        make_all()
+        make_all(args.only)
         return 0
     ok = True
     for d, e in args.check:
