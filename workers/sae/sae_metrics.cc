@@ -74,6 +74,12 @@ void DeadLatentTracker::Update(const torch::Tensor& indices, const torch::Tensor
   tokens_since_fired_.masked_fill_(fired, 0);
 }
 
+void DeadLatentTracker::UpdateFired(const torch::Tensor& fired, int64_t tokens) {
+  torch::NoGradGuard no_grad;
+  tokens_since_fired_.add_(tokens);
+  tokens_since_fired_.masked_fill_(fired.to(tokens_since_fired_.device()), 0);
+}
+
 torch::Tensor DeadLatentTracker::DeadMask() const { return tokens_since_fired_ >= window_tokens_; }
 
 int64_t DeadLatentTracker::DeadCount() const { return DeadMask().sum().item<int64_t>(); }

@@ -50,6 +50,11 @@ class DeadLatentTracker {
   // indices/values: a batch's TopK code ([batch, k]); a latent fires when its
   // value is > 0.
   void Update(const torch::Tensor& indices, const torch::Tensor& values);
+  // Same for a batch of `tokens` samples given which latents fired ([d_sae] bool).
+  void UpdateFired(const torch::Tensor& fired, int64_t tokens);
+  // Counters for checkpoints: [d_sae] int64 tokens since each latent fired.
+  const torch::Tensor& tokens_since_fired() const { return tokens_since_fired_; }
+  void RestoreTokensSinceFired(const torch::Tensor& t) { tokens_since_fired_.copy_(t); }
   torch::Tensor DeadMask() const;  // [d_sae] bool, on the device
   int64_t DeadCount() const;
   double DeadFraction() const;

@@ -63,6 +63,8 @@ absl::StatusOr<SaeModel> LoadGemmaScopeNpz(const std::string& path) {
     }
     *slot = F32(it->second);
   }
+  // Gemma Scope encodes x W_enc + b_enc: no b_dec subtracted from the input.
+  m.apply_b_dec_to_input = false;
   m.metadata = {{"source_format", "gemma_scope_npz"}};
   if (absl::Status st = m.Validate(); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", st.message()));
