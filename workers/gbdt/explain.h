@@ -39,6 +39,10 @@ struct ExplainInput {
   int64_t subsample_models = 4000;
   double subsample_fraction = 0.7;
   double trex_lambda = 0.003;
+  // leaf_influence, leaf_refit, loo: compute only the first this many
+  // training rows (the rest stay 0). For benchmarks that time a sample of
+  // rows and extrapolate; −1: all.
+  int64_t max_removed_rows = -1;
   // Polled between chunks; a non-OK status stops the method.
   std::function<absl::Status()> check = [] { return absl::OkStatus(); };
   // Progress in method-specific units (rows explained, models trained).

@@ -12,17 +12,6 @@
 namespace loupe::gbdt {
 namespace {
 
-// Training rows of each flat leaf.
-std::vector<std::vector<int32_t>> LeafMembers(const LeafStats& stats, const RowsPass& train) {
-  std::vector<std::vector<int32_t>> members(static_cast<size_t>(stats.total_leaves()));
-  const int64_t trees = train.rounds * train.K;
-  for (int64_t tr = 0; tr < trees; ++tr) {
-    for (int64_t i = 0; i < train.n; ++i) {
-      members[static_cast<size_t>(stats.offset[static_cast<size_t>(tr)] + train.Leaf(tr, i))].push_back(static_cast<int32_t>(i));
-    }
-  }
-  return members;
-}
 
 double StoredLeaf(const Ensemble& m, int64_t tree, int32_t leaf) {
   const Tree& t = m.trees[static_cast<size_t>(tree)];
@@ -74,7 +63,7 @@ InfluenceMatrix BoostIn(const ExplainInput& in) {
   const RowsPass train = ReplayRows(m, *in.train, in.threads);
   const RowsPass test = ReplayRows(m, *in.test, in.threads);
   const LeafStats stats = ComputeLeafStats(m, train);
-  const auto members = LeafMembers(stats, train);
+  const LeafMembers members = ComputeLeafMembers(stats, train);
   const int K = m.K();
   const int64_t trees = m.rounds * K;
   const double eta = in.hyper.learning_rate;
@@ -102,7 +91,7 @@ InfluenceMatrix BoostIn(const ExplainInput& in) {
       for (int64_t tr = 0; tr < trees; ++tr) {
         const double ge = test.g[test.GIndex(tr / K, e, static_cast<int>(tr % K))];
         const double* d = &D[static_cast<size_t>(tr * train.n)];
-        for (int32_t i : members[static_cast<size_t>(stats.offset[static_cast<size_t>(tr)] + test.Leaf(tr, e))]) {
+        for (int32_t i : members[stats.offset[static_cast<size_t>(tr)] + test.Leaf(tr, e)]) {
           col[static_cast<size_t>(i)] += ge * d[i];
         }
       }
@@ -117,7 +106,7 @@ absl::StatusOr<InfluenceMatrix> LeafInfluence(const ExplainInput& in, int64_t up
   const RowsPass train = ReplayRows(m, *in.train, in.threads);
   const RowsPass test = ReplayRows(m, *in.test, in.threads);
   const LeafStats stats = ComputeLeafStats(m, train);
-  const auto members = LeafMembers(stats, train);
+  const LeafMembers members = ComputeLeafMembers(stats, train);
   const int K = m.K();
   const int64_t n = train.n, trees = m.rounds * K, L = stats.total_leaves();
   const double eta = in.hyper.learning_rate, lambda = in.hyper.reg_lambda;
@@ -133,7 +122,8 @@ absl::StatusOr<InfluenceMatrix> LeafInfluence(const ExplainInput& in, int64_t up
   InfluenceMatrix out{n, test.n, std::vector<double>(static_cast<size_t>(n * test.n))};
   StopFlag stop;
   std::atomic<int64_t> done{0};
-  ParallelFor(n, in.threads, [&](int64_t begin, int64_t end) {
+  const int64_t removed = in.max_removed_rows < 0 ? n : std::min(n, in.max_removed_rows);
+  ParallelFor(removed, in.threads, [&](int64_t begin, int64_t end) {
     const bool polls = begin == 0;
     std::vector<double> D(static_cast<size_t>(n * K)), J(static_cast<size_t>(L)), S(static_cast<size_t>(L));
     std::vector<double> dg(static_cast<size_t>(n * K)), dh(static_cast<size_t>(n * K));
@@ -189,7 +179,7 @@ absl::StatusOr<InfluenceMatrix> LeafInfluence(const ExplainInput& in, int64_t up
               return std::abs(J[static_cast<size_t>(off + a)]) > std::abs(J[static_cast<size_t>(off + b)]);
             });
             for (int64_t r = 0; r < k; ++r) {
-              for (int32_t row : members[static_cast<size_t>(off + order[static_cast<size_t>(r)])]) {
+              for (int32_t row : members[off + order[static_cast<size_t>(r)]]) {
                 if (!tracked[static_cast<size_t>(row)]) {
                   tracked[static_cast<size_t>(row)] = 1;
                   // Untracked until now: its margin derivative, and so its
@@ -278,7 +268,8 @@ absl::StatusOr<InfluenceMatrix> LeafRefit(const ExplainInput& in) {
   InfluenceMatrix out{n, nt, std::vector<double>(static_cast<size_t>(n * nt))};
   StopFlag stop;
   std::atomic<int64_t> done{0};
-  ParallelFor(n, in.threads, [&](int64_t begin, int64_t end) {
+  const int64_t removed = in.max_removed_rows < 0 ? n : std::min(n, in.max_removed_rows);
+  ParallelFor(removed, in.threads, [&](int64_t begin, int64_t end) {
     Buffers b(n, nt, K, max_leaves);
     for (int64_t i = begin; i < end; ++i) {
       if (begin == 0) {

@@ -14,15 +14,6 @@
 namespace loupe::gbdt {
 namespace {
 
-std::vector<std::vector<int32_t>> MembersByLeaf(const LeafStats& stats, const RowsPass& train) {
-  std::vector<std::vector<int32_t>> members(static_cast<size_t>(stats.total_leaves()));
-  for (int64_t tr = 0; tr < train.rounds * train.K; ++tr) {
-    for (int64_t i = 0; i < train.n; ++i) {
-      members[static_cast<size_t>(stats.offset[static_cast<size_t>(tr)] + train.Leaf(tr, i))].push_back(static_cast<int32_t>(i));
-    }
-  }
-  return members;
-}
 
 double TrainMean(const Table& t) {
   return std::accumulate(t.y.begin(), t.y.end(), 0.0) / static_cast<double>(std::max<int64_t>(1, t.rows));
@@ -74,7 +65,7 @@ absl::StatusOr<InfluenceMatrix> Trex(const ExplainInput& in) {
   const RowsPass train = ReplayRows(m, *in.train, in.threads);
   const RowsPass test = ReplayRows(m, *in.test, in.threads);
   const LeafStats stats = ComputeLeafStats(m, train);
-  const auto members = MembersByLeaf(stats, train);
+  const LeafMembers members = ComputeLeafMembers(stats, train);
   const int K = m.K();
   const int64_t n = train.n, trees = m.rounds * K, L = stats.total_leaves();
   const double lambda = in.trex_lambda;
@@ -180,7 +171,8 @@ absl::StatusOr<InfluenceMatrix> LeaveOneOut(const ExplainInput& in) {
   InfluenceMatrix out{n, nt, std::vector<double>(static_cast<size_t>(n * nt))};
   StopFlag stop;
   std::atomic<int64_t> done{0};
-  ParallelFor(n, in.threads, [&](int64_t begin, int64_t end) {
+  const int64_t removed = in.max_removed_rows < 0 ? n : std::min(n, in.max_removed_rows);
+  ParallelFor(removed, in.threads, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> rows;
     for (int64_t i = begin; i < end && !stop.stop; ++i) {
       if (begin == 0) {
@@ -276,7 +268,7 @@ InfluenceMatrix LeafSim(const ExplainInput& in) {
   const RowsPass train = ReplayRows(m, *in.train, in.threads);
   const RowsPass test = ReplayRows(m, *in.test, in.threads);
   const LeafStats stats = ComputeLeafStats(m, train);
-  const auto members = MembersByLeaf(stats, train);
+  const LeafMembers members = ComputeLeafMembers(stats, train);
   const double mean = TrainMean(*in.train);
   InfluenceMatrix out{train.n, test.n, std::vector<double>(static_cast<size_t>(train.n * test.n))};
   ParallelFor(test.n, in.threads, [&](int64_t begin, int64_t end) {

@@ -1,5 +1,6 @@
 #include "workers/gbdt/replay.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "workers/gbdt/parallel.h"
@@ -23,22 +24,34 @@ RowsPass ReplayRows(const Ensemble& model, const Table& rows, int threads) {
   p.h.resize(p.g.size());
   p.final_margin.resize(static_cast<size_t>(p.n * K));
   p.final_g.resize(p.final_margin.size());
+  // Round by round over blocks of rows, so each tree's leaf indices and
+  // each round's gradients are written contiguously.
   ParallelFor(p.n, threads, [&](int64_t begin, int64_t end) {
-    std::vector<double> f(static_cast<size_t>(K)), hh(static_cast<size_t>(K));
-    for (int64_t i = begin; i < end; ++i) {
-      const float* x = rows.row(i);
-      for (int c = 0; c < K; ++c) f[static_cast<size_t>(c)] = model.base_margin;
+    constexpr int64_t kBlock = 512;
+    std::vector<double> f(static_cast<size_t>(kBlock * K)), hh(static_cast<size_t>(K));
+    for (int64_t b0 = begin; b0 < end; b0 += kBlock) {
+      const int64_t b1 = std::min(end, b0 + kBlock);
+      std::fill(f.begin(), f.end(), model.base_margin);
       for (int64_t t = 0; t < p.rounds; ++t) {
-        model.loss.GradHess(f.data(), rows.y[static_cast<size_t>(i)], &p.g[p.GIndex(t, i, 0)], &p.h[p.GIndex(t, i, 0)]);
+        for (int64_t i = b0; i < b1; ++i) {
+          model.loss.GradHess(&f[static_cast<size_t>((i - b0) * K)], rows.y[static_cast<size_t>(i)], &p.g[p.GIndex(t, i, 0)],
+                              &p.h[p.GIndex(t, i, 0)]);
+        }
         for (int c = 0; c < K; ++c) {
           const Tree& tr = model.tree(t, c);
-          const int32_t l = tr.Leaf(x);
-          p.leaf[static_cast<size_t>((t * K + c) * p.n + i)] = l;
-          f[static_cast<size_t>(c)] += tr.value[static_cast<size_t>(tr.leaf_node[static_cast<size_t>(l)])];
+          int32_t* leaf = &p.leaf[static_cast<size_t>((t * K + c) * p.n)];
+          for (int64_t i = b0; i < b1; ++i) {
+            const int32_t l = tr.Leaf(rows.row(i));
+            leaf[i] = l;
+            f[static_cast<size_t>((i - b0) * K + c)] += tr.value[static_cast<size_t>(tr.leaf_node[static_cast<size_t>(l)])];
+          }
         }
       }
-      for (int c = 0; c < K; ++c) p.final_margin[static_cast<size_t>(i * K + c)] = f[static_cast<size_t>(c)];
-      model.loss.GradHess(f.data(), rows.y[static_cast<size_t>(i)], &p.final_g[static_cast<size_t>(i * K)], hh.data());
+      for (int64_t i = b0; i < b1; ++i) {
+        for (int c = 0; c < K; ++c) p.final_margin[static_cast<size_t>(i * K + c)] = f[static_cast<size_t>((i - b0) * K + c)];
+        model.loss.GradHess(&f[static_cast<size_t>((i - b0) * K)], rows.y[static_cast<size_t>(i)],
+                            &p.final_g[static_cast<size_t>(i * K)], hh.data());
+      }
     }
   });
   return p;
@@ -66,6 +79,22 @@ LeafStats ComputeLeafStats(const Ensemble& model, const RowsPass& train) {
     }
   }
   return s;
+}
+
+LeafMembers ComputeLeafMembers(const LeafStats& stats, const RowsPass& train) {
+  LeafMembers m;
+  const int64_t trees = train.rounds * train.K;
+  m.begin.assign(static_cast<size_t>(stats.total_leaves() + 1), 0);
+  for (int64_t l = 0; l < stats.total_leaves(); ++l) {
+    m.begin[static_cast<size_t>(l + 1)] = m.begin[static_cast<size_t>(l)] + static_cast<int64_t>(stats.count[static_cast<size_t>(l)]);
+  }
+  m.rows.resize(static_cast<size_t>(trees * train.n));
+  std::vector<int64_t> next(m.begin.begin(), m.begin.end() - 1);
+  for (int64_t tr = 0; tr < trees; ++tr) {
+    const int64_t off = stats.offset[static_cast<size_t>(tr)];
+    for (int64_t i = 0; i < train.n; ++i) m.rows[static_cast<size_t>(next[static_cast<size_t>(off + train.Leaf(tr, i))]++)] = static_cast<int32_t>(i);
+  }
+  return m;
 }
 
 double MaxLeafValueError(const Ensemble& model, const LeafStats& stats, const Hyper& hp) {

@@ -53,6 +53,23 @@ struct LeafStats {
 
 LeafStats ComputeLeafStats(const Ensemble& model, const RowsPass& train);
 
+// Training rows of every flat leaf, as one array sliced by `begin`.
+struct LeafMembers {
+  std::vector<int64_t> begin;  // flat leaf → first index into rows; size total_leaves+1
+  std::vector<int32_t> rows;
+  const int32_t* Begin(int64_t flat) const { return rows.data() + begin[static_cast<size_t>(flat)]; }
+  const int32_t* End(int64_t flat) const { return rows.data() + begin[static_cast<size_t>(flat) + 1]; }
+  struct Range {
+    const int32_t* first;
+    const int32_t* last;
+    const int32_t* begin() const { return first; }
+    const int32_t* end() const { return last; }
+  };
+  Range operator[](int64_t flat) const { return {Begin(flat), End(flat)}; }
+};
+
+LeafMembers ComputeLeafMembers(const LeafStats& stats, const RowsPass& train);
+
 // Largest |stored − recomputed| leaf value over the ensemble.
 double MaxLeafValueError(const Ensemble& model, const LeafStats& stats, const Hyper& hp);
 
