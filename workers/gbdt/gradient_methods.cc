@@ -60,42 +60,94 @@ struct StopFlag {
 
 InfluenceMatrix BoostIn(const ExplainInput& in) {
   const Ensemble& m = *in.model;
-  const RowsPass train = ReplayRows(m, *in.train, in.threads);
-  const RowsPass test = ReplayRows(m, *in.test, in.threads);
-  const LeafStats stats = ComputeLeafStats(m, train);
-  const LeafMembers members = ComputeLeafMembers(stats, train);
+  const Table& X = *in.train;
   const int K = m.K();
-  const int64_t trees = m.rounds * K;
+  const int64_t n = X.rows, trees = m.rounds * K;
   const double eta = in.hyper.learning_rate;
-  // D[tree][i]: how much removing row i moves its leaf's value (exact
-  // derivative with θ = v/η; tree_influence uses v, equal only when η = 1).
-  std::vector<double> D(static_cast<size_t>(trees * train.n));
-  for (int64_t tr = 0; tr < trees; ++tr) {
-    const int64_t t = tr / K;
-    const int c = static_cast<int>(tr % K);
-    for (int64_t i = 0; i < train.n; ++i) {
-      const int32_t l = train.Leaf(tr, i);
-      const size_t flat = static_cast<size_t>(stats.offset[static_cast<size_t>(tr)] + l);
-      const double H = stats.H[flat];
-      if (H < in.hyper.min_child_weight || H <= 0) continue;
-      D[static_cast<size_t>(tr * train.n + i)] =
-          (eta * train.g[train.GIndex(t, i, c)] + StoredLeaf(m, tr, l) * train.h[train.GIndex(t, i, c)]) /
-          (H + in.hyper.reg_lambda);
+  std::vector<int64_t> offset(static_cast<size_t>(trees + 1), 0);
+  for (int64_t tr = 0; tr < trees; ++tr) offset[static_cast<size_t>(tr + 1)] = offset[static_cast<size_t>(tr)] + m.trees[static_cast<size_t>(tr)].num_leaves();
+  const int64_t L = offset.back();
+  // One fused replay of the training rows (BoostIn needs neither g nor h
+  // afterwards, and on large tables allocating them costs more than the
+  // arithmetic): leaf of each row in each tree, the numerator η·g + v·h of
+  // D (the exact derivative with θ = v/η; tree_influence uses v, equal only
+  // when η = 1), and per-leaf Hessian sums and counts.
+  std::vector<int32_t> leaf(static_cast<size_t>(trees * n));
+  std::vector<float> D(static_cast<size_t>(trees * n));
+  const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(in.threads, n)));
+  std::vector<std::vector<double>> H_part(static_cast<size_t>(workers), std::vector<double>(static_cast<size_t>(L), 0.0));
+  std::vector<std::vector<int64_t>> count_part(static_cast<size_t>(workers), std::vector<int64_t>(static_cast<size_t>(L), 0));
+  const int64_t chunk = (n + workers - 1) / workers;
+  ParallelFor(workers, workers, [&](int64_t wb, int64_t we) {
+    for (int64_t w = wb; w < we; ++w) {
+      std::vector<double>& Hw = H_part[static_cast<size_t>(w)];
+      std::vector<int64_t>& Cw = count_part[static_cast<size_t>(w)];
+      constexpr int64_t kBlock = 256;
+      std::vector<double> f(static_cast<size_t>(kBlock * K)), g(static_cast<size_t>(K)), h(static_cast<size_t>(K));
+      for (int64_t b0 = w * chunk; b0 < std::min(n, (w + 1) * chunk); b0 += kBlock) {
+        const int64_t b1 = std::min({n, (w + 1) * chunk, b0 + kBlock});
+        std::fill(f.begin(), f.end(), m.base_margin);
+        for (int64_t t = 0; t < m.rounds; ++t) {
+          for (int64_t i = b0; i < b1; ++i) {
+            double* fi = &f[static_cast<size_t>((i - b0) * K)];
+            m.loss.GradHess(fi, X.y[static_cast<size_t>(i)], g.data(), h.data());
+            for (int c = 0; c < K; ++c) {
+              const int64_t tr = t * K + c;
+              const Tree& tree = m.trees[static_cast<size_t>(tr)];
+              const int32_t l = tree.Leaf(X.row(i));
+              const double v = tree.value[static_cast<size_t>(tree.leaf_node[static_cast<size_t>(l)])];
+              leaf[static_cast<size_t>(tr * n + i)] = l;
+              D[static_cast<size_t>(tr * n + i)] = static_cast<float>(eta * g[static_cast<size_t>(c)] + v * h[static_cast<size_t>(c)]);
+              Hw[static_cast<size_t>(offset[static_cast<size_t>(tr)] + l)] += h[static_cast<size_t>(c)];
+              ++Cw[static_cast<size_t>(offset[static_cast<size_t>(tr)] + l)];
+              fi[c] += v;
+            }
+          }
+        }
+      }
+    }
+  });
+  std::vector<double> scale(static_cast<size_t>(L));
+  std::vector<int64_t> begin(static_cast<size_t>(L + 1), 0);
+  for (int64_t l = 0; l < L; ++l) {
+    double H = 0;
+    int64_t count = 0;
+    for (int w = 0; w < workers; ++w) {
+      H += H_part[static_cast<size_t>(w)][static_cast<size_t>(l)];
+      count += count_part[static_cast<size_t>(w)][static_cast<size_t>(l)];
+    }
+    scale[static_cast<size_t>(l)] = (H < in.hyper.min_child_weight || H <= 0) ? 0.0 : 1.0 / (H + in.hyper.reg_lambda);
+    begin[static_cast<size_t>(l + 1)] = begin[static_cast<size_t>(l)] + count;
+  }
+  // Rows of each leaf (counting sort) and their D, side by side.
+  std::vector<int32_t> member(static_cast<size_t>(trees * n));
+  std::vector<float> member_d(member.size());
+  {
+    std::vector<int64_t> next(begin.begin(), begin.end() - 1);
+    for (int64_t tr = 0; tr < trees; ++tr) {
+      const int64_t off = offset[static_cast<size_t>(tr)];
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t flat = off + leaf[static_cast<size_t>(tr * n + i)];
+        const int64_t slot = next[static_cast<size_t>(flat)]++;
+        member[static_cast<size_t>(slot)] = static_cast<int32_t>(i);
+        member_d[static_cast<size_t>(slot)] = static_cast<float>(D[static_cast<size_t>(tr * n + i)] * scale[static_cast<size_t>(flat)]);
+      }
     }
   }
-  InfluenceMatrix out{train.n, test.n, std::vector<double>(static_cast<size_t>(train.n * test.n))};
-  ParallelFor(test.n, in.threads, [&](int64_t begin, int64_t end) {
-    std::vector<double> col(static_cast<size_t>(train.n));
-    for (int64_t e = begin; e < end; ++e) {
+  const RowsPass test = ReplayRows(m, *in.test, in.threads);
+  InfluenceMatrix out{n, test.n, std::vector<double>(static_cast<size_t>(n * test.n))};
+  ParallelFor(test.n, in.threads, [&](int64_t b, int64_t e_end) {
+    std::vector<double> col(static_cast<size_t>(n));
+    for (int64_t e = b; e < e_end; ++e) {
       std::fill(col.begin(), col.end(), 0.0);
       for (int64_t tr = 0; tr < trees; ++tr) {
         const double ge = test.g[test.GIndex(tr / K, e, static_cast<int>(tr % K))];
-        const double* d = &D[static_cast<size_t>(tr * train.n)];
-        for (int32_t i : members[stats.offset[static_cast<size_t>(tr)] + test.Leaf(tr, e)]) {
-          col[static_cast<size_t>(i)] += ge * d[i];
+        const int64_t flat = offset[static_cast<size_t>(tr)] + test.Leaf(tr, e);
+        for (int64_t s = begin[static_cast<size_t>(flat)]; s < begin[static_cast<size_t>(flat) + 1]; ++s) {
+          col[static_cast<size_t>(member[static_cast<size_t>(s)])] += ge * member_d[static_cast<size_t>(s)];
         }
       }
-      for (int64_t i = 0; i < train.n; ++i) out.at(i, e) = col[static_cast<size_t>(i)];
+      for (int64_t i = 0; i < n; ++i) out.at(i, e) = col[static_cast<size_t>(i)];
     }
   });
   return out;
