@@ -9,6 +9,8 @@
 // (leaf_influence, leaf_refit, loo) are timed on a sample of rows and
 // extrapolated where the full run would take minutes; subsample is timed on
 // a few models and extrapolated to 4,000. Extrapolated figures say so.
+#include <malloc.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -204,6 +206,11 @@ int main(int argc, char** argv) {
   app.add_option("--subsample-models", subsample_models, "subsample: models timed (extrapolated to 4000)");
   app.add_option("--sample-rows", sample_rows, "10k table: removed rows timed for leaf_influence/leaf_refit/loo");
   CLI11_PARSE(app, argc, argv);
+  // As loupe-server does at start (server/process_tuning.cc): keep freed buffers
+  // mapped, so each method is not dominated by page faults of fresh
+  // allocations on this VM.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   const std::string script = std::string(LOUPE_SOURCE_DIR) + "/workers/gbdt/scripts/make_tables.py";
   if (std::system(("/usr/bin/python3 " + script + " " + tables + " " + adult + " 2>/dev/null").c_str()) != 0) {
     std::fprintf(stderr, "scikit-learn is unavailable; cannot write breast_cancer.csv\n");
