@@ -80,7 +80,13 @@ TEST(SaeTrainKind, RefusesBadParametersNamingThem) {
   EXPECT_THAT(error({{"correlation", "1.5"}}), HasSubstr("'correlation': must be at most 1"));
   EXPECT_THAT(error({{"lr", "0"}}), HasSubstr("'lr': must be at least"));
   EXPECT_THAT(error({{"source", "gpt2"}}), HasSubstr("'source': 'gpt2' is not one of synthetic"));
-  EXPECT_THAT(error({{"architecture", "jumprelu"}}), HasSubstr("'architecture': 'jumprelu' is not one of topk"));
+  EXPECT_THAT(error({{"architecture", "gated"}}), HasSubstr("'architecture': 'gated' is not one of relu"));
+  EXPECT_THAT(error({{"source", "file"}}), HasSubstr("sae.train parameter 'file': is required with source=file"));
+  EXPECT_THAT(error({{"source", "lm"}, {"corpus", "dataset:c"}}),
+              HasSubstr("sae.train parameter 'model': is required with source=lm"));
+  EXPECT_THAT(error({{"source", "lm"}, {"model", "job:m"}, {"corpus", "dataset:c"}, {"hook", "resid_sideways"}}),
+              HasSubstr("sae.train parameter 'hook': "));
+  EXPECT_THAT(error({{"normalize_activations", "layer_norm"}}), HasSubstr("'normalize_activations'"));
   EXPECT_TRUE(Params({}, *kind).ok());
 }
 
@@ -183,7 +189,7 @@ TEST_F(DefaultRunTest, ReportsProgressAndMetricsEveryStep) {
   EXPECT_LT(ctx_->metrics.back().second.at("fvu"), ctx_->metrics.front().second.at("fvu"));
   EXPECT_TRUE(ctx_->metrics.back().second.count("mmcs"));
   ASSERT_GE(ctx_->logs.size(), 2u);
-  EXPECT_THAT(ctx_->logs.front(), HasSubstr("sae.train: TopK SAE d_in=64 d_sae=1024"));
+  EXPECT_THAT(ctx_->logs.front(), HasSubstr("sae.train: topk SAE d_in=64 d_sae=1024"));
   EXPECT_THAT(ctx_->logs.back(), HasSubstr("mmcs"));
 }
 

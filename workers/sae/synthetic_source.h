@@ -68,6 +68,9 @@ class SyntheticSource {
   // [n_features, d_model] float32 unit rows, on the device.
   const torch::Tensor& features() const { return features_; }
   const SyntheticOptions& options() const { return options_; }
+  // The generator's state (a byte tensor), for checkpoints, and back.
+  torch::Tensor GeneratorState() const { return gen_.get_state(); }
+  void SetGeneratorState(const torch::Tensor& state) { gen_.set_state(state); }
 
  private:
   SyntheticOptions options_;
