@@ -133,6 +133,30 @@ TEST_F(RealTables, AdultNoiseDetection) {
   EXPECT_GT(ctx.results["noise_fraction_found_10pct"], 1.5 * ctx.results["noise_random_fraction_found_10pct"]);
 }
 
+TEST(GbdtInfluenceFormats, LibsvmTrainingAndTestFiles) {
+  FakeJobContext ctx;
+  std::string train, test;
+  for (int i = 0; i < 80; ++i) {
+    const double a = (i * 37 % 100) / 100.0, b = (i * 53 % 100) / 100.0;
+    std::string& out = i < 60 ? train : test;
+    // 1-based indices; feature 3 is absent from some rows (missing, as in XGBoost).
+    out += std::to_string(a + b > 1 ? 1 : 0) + " 1:" + std::to_string(a) + " 2:" + std::to_string(b) +
+           (i % 3 == 0 ? "" : " 3:0.5") + "\n";
+  }
+  ctx.inputs["dataset:train"] = WriteCsv(ctx.scratch_dir(), "train.svm", train);
+  ctx.inputs["dataset:test"] = WriteCsv(ctx.scratch_dir(), "test.svm", test);
+  GbdtInfluenceParams p;
+  p.set_data("dataset:train");
+  p.set_test_data("dataset:test");
+  p.set_n_estimators(10);
+  p.set_max_depth(2);
+  p.set_method("leaf_influence");
+  ASSERT_TRUE(RunKind(p, ctx).ok());
+  EXPECT_EQ(ctx.results["n_train"], 60);
+  EXPECT_EQ(ctx.results["n_test"], 20);
+  EXPECT_LT(ctx.results["margin_max_abs_error"], 1e-5);
+}
+
 TEST(GbdtInfluenceErrors, NameTheField) {
   FakeJobContext ctx;
   const std::string bad = WriteCsv(ctx.scratch_dir(), "bad.csv", "a,b,label\n1,2,0\n3,oops,1\n");

@@ -146,8 +146,10 @@ absl::StatusOr<Table> ParseLibsvm(const std::string& text, const std::string& fi
   t.rows = static_cast<int64_t>(rows.size());
   t.cols = max_col + 1;
   if (t.cols < 1) return DataError(field, "the LibSVM file has no features");
-  // Absent entries of a sparse row are zeros, as XGBoost reads LibSVM.
-  t.x.assign(static_cast<size_t>(t.rows * t.cols), 0.0f);
+  // Absent entries of a sparse row are missing values, as XGBoost's own
+  // LibSVM reader treats them (so a model trained by XGBoost on the file
+  // routes them the same way here).
+  t.x.assign(static_cast<size_t>(t.rows * t.cols), std::numeric_limits<float>::quiet_NaN());
   for (int64_t r = 0; r < t.rows; ++r) {
     for (const Entry& e : rows[static_cast<size_t>(r)]) t.x[static_cast<size_t>(r * t.cols + e.col)] = e.value;
   }
@@ -182,7 +184,7 @@ absl::Status AlignColumns(Table& test, int64_t cols, const std::string& field) {
   }
   Table padded = test;
   padded.cols = cols;
-  padded.x.assign(static_cast<size_t>(test.rows * cols), 0.0f);
+  padded.x.assign(static_cast<size_t>(test.rows * cols), std::numeric_limits<float>::quiet_NaN());
   for (int64_t r = 0; r < test.rows; ++r) std::copy(test.row(r), test.row(r) + test.cols, padded.x.begin() + r * cols);
   for (int64_t c = test.cols; c < cols; ++c) padded.feature_names.push_back(absl::StrCat("f", c));
   test = std::move(padded);
