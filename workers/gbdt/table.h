@@ -2,8 +2,9 @@
 //
 // Loaded from a CSV with a header (one column is the label; empty cells, "?",
 // "NA" and "nan" are missing values) or from LibSVM text ("label idx:val ...",
-// 0- or 1-based indices as written). Missing values are NaN, which XGBoost and
-// Loupe's trees both route by the split's default direction.
+// indices used as written; absent entries are missing, as XGBoost reads
+// them). Missing values are NaN, which XGBoost and Loupe's trees both route
+// by the split's default direction.
 // A Table is a plain value: copy it freely; not synchronised.
 #ifndef LOUPE_WORKERS_GBDT_TABLE_H_
 #define LOUPE_WORKERS_GBDT_TABLE_H_
