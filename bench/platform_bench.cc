@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "echo.grpc.pb.h"
+#include "server/process_tuning.h"
 #include "server/server.h"
 #include "server/store/sqlite.h"
 
@@ -267,6 +268,8 @@ int Main(int argc, char** argv) {
   app.add_option("--rt-samples", rt_samples, "No-op round trips")->capture_default_str();
   app.add_option("--dir", dir_arg, "Scratch directory (on the disk under test)");
   CLI11_PARSE(app, argc, argv);
+  // The same process settings as loupe-server's main().
+  loupe::TuneProcessForServing();
 
   fs::path dir = dir_arg.empty() ? fs::temp_directory_path() / ("loupe-bench-" + std::to_string(::getpid()))
                                  : fs::path(dir_arg);

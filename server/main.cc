@@ -1,5 +1,4 @@
 // loupe-server: the Loupe job server, and its `token create` admin command.
-#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "server/process_tuning.h"
 #include "server/server.h"
 #include "server/store/store.h"
 #include "workers/torch_threads.h"
@@ -49,11 +49,7 @@ int main(int argc, char** argv) {
     ::execv("/proc/self/exe", argv);
     // If exec fails we simply run with the default policy.
   }
-  // Jobs allocate and free the same large buffers every step (16 MB of
-  // logits for a tiny LM batch). With glibc's defaults each is returned to the
-  // kernel and faulted in again, which made lm.train 2.7x slower; keep them.
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  loupe::TuneProcessForServing();
   CLI::App app{"Loupe job server: runs analysis jobs submitted over gRPC"};
   app.require_subcommand(0, 1);
   loupe::ServerOptions options;
