@@ -132,7 +132,8 @@ class BnnTrainKind : public TypedJobKind<BnnTrainParams> {
              "pokebnn_small (28×28 PokeBNN), reactnet_small (ReActNet-style blocks), float_small (same "
              "shape as pokebnn_small in float32), or pokebnn / float (ResNet-50 stage plan, inputs ≥ 32²)",
              "pokebnn_small", bnn::Architectures()),
-        Number("width", "Channel multiplier of the stages", "1.0", 0.01, 16),
+        Number("width", "Channel multiplier of the stages (16·width and 32·width bottleneck filters for the small "
+                        "networks)", "0.5", 0.01, 16),
         Text("train_images", "Training images, IDX (optionally .gz) or .npy [N,H,W] / [N,C,H,W]; all four "
                              "data fields empty: Debian's dataset-fashion-mnist", "", {}, true),
         Text("train_labels", "Training labels (IDX or .npy, integers)", "", {}, true),
