@@ -1,5 +1,9 @@
 #include "workers/sae/sae_train_kind.h"
 
+#include <set>
+
+#include "workers/sae/sae_eval_kind.h"
+
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <torch/torch.h>
@@ -51,10 +55,16 @@ TEST(SaeTrainKind, DeclaresEveryParameterWithHelpAndDefault) {
   std::unique_ptr<JobKind> kind = MakeSaeTrainKind();
   EXPECT_EQ(kind->name(), "sae.train");
   EXPECT_TRUE(CheckParamTable(*kind, SaeTrainParams::descriptor()).ok());
+  // Inputs (and the optional safetensors entry name) have no default.
+  const std::set<std::string> no_default = {"file", "tensor", "model", "corpus", "tokenizer"};
   for (const ParamSpec& p : kind->params()) {
     EXPECT_FALSE(p.help.empty()) << p.name;
-    EXPECT_FALSE(p.default_value.empty()) << p.name;
+    EXPECT_EQ(p.default_value.empty(), no_default.count(p.name) > 0) << p.name;
   }
+  std::unique_ptr<JobKind> eval = MakeSaeEvalKind();
+  EXPECT_EQ(eval->name(), "sae.eval");
+  EXPECT_TRUE(CheckParamTable(*eval, loupe::v1::SaeEvalParams::descriptor()).ok());
+  for (const ParamSpec& p : eval->params()) EXPECT_FALSE(p.help.empty()) << p.name;
   EXPECT_THAT(kind->artifact_names(), UnorderedElementsAre("sae_weights.safetensors", "cfg.json"));
 }
 
