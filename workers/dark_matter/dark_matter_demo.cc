@@ -149,12 +149,12 @@ int main(int argc, char** argv) {
   std::string saes;
   for (int64_t w : {256, 128, 512, 1024}) {
     const std::string ref = absl::StrCat("resid_", w);
-    ctx.inputs[ref] = (out / absl::StrCat("sae_1.hook_resid_post_", w)).string();
+    ctx.inputs[ref] = (out / absl::StrCat("sae_hook_resid_post_", w)).string();
     saes += (saes.empty() ? "" : ",") + ref;
   }
-  ctx.inputs["prev"] = (out / "sae_1.hook_resid_pre_256").string();
-  ctx.inputs["attn"] = (out / "sae_1.hook_attn_out_256").string();
-  ctx.inputs["mlp"] = (out / "sae_1.hook_mlp_out_256").string();
+  ctx.inputs["prev"] = (out / "sae_hook_resid_pre_256").string();
+  ctx.inputs["attn"] = (out / "sae_hook_attn_out_256").string();
+  ctx.inputs["mlp"] = (out / "sae_hook_mlp_out_256").string();
   loupe::v1::SaeDarkMatterParams p;
   p.set_model("model");
   p.set_corpus("corpus");

@@ -93,7 +93,7 @@ class DarkMatterKindTest : public ::testing::Test {
     ids_ = new torch::Tensor((*src)->sequences().slice(1, 1).reshape({-1}).contiguous());
     int i = 0;
     for (int64_t width : {64, 128, 256}) {
-      ASSERT_TRUE(sae::SaveSaeLensDir(*dir_ + "/sae" + std::to_string(width), TrainTopK(*x_, width, 4, 250, ++i)).ok());
+      ASSERT_TRUE(sae::SaveSaeLensDir(*dir_ + "/sae" + std::to_string(width), TrainTopK(*x_, width, 4, 150, ++i)).ok());
     }
   }
   static void TearDownTestSuite() {
@@ -148,7 +148,7 @@ TEST_F(DarkMatterKindTest, ModelSourceRunsEveryAnalysis) {
   p.set_context_length(32);
   p.set_n_tokens(3000);
   p.set_ce_sequences(8);
-  p.set_error_sae_steps(150);
+  p.set_error_sae_steps(80);
   p.set_pursuit_tokens(600);
   absl::Status s = kind_->Run(p, ctx);
   ASSERT_TRUE(s.ok()) << s;
