@@ -141,7 +141,7 @@ class BnnTrainKind : public TypedJobKind<BnnTrainParams> {
         Text("test_labels", "Test labels", "", {}, true),
         Number("epochs", "Training epochs of each network", "1", 1, 1000),
         Number("batch_size", "Images per step", "128", 1, 65536),
-        Number("lr", "Peak Adam learning rate (betas 0.9, 0.99)", "0.002", 1e-7, 1),
+        Number("lr", "Peak Adam learning rate (betas 0.9, 0.99)", "0.005", 1e-7, 1),
         Text("lr_schedule", "Decay after warm-up: cosine, linear (to 0) or constant", "cosine",
              {"cosine", "linear", "constant"}),
         Number("warmup_steps", "Steps of linear learning-rate warm-up", "0", 0, 1e7),
