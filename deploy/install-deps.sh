@@ -13,6 +13,7 @@ PACKAGES=(
   libxgboost-dev xgboost
   nlohmann-json3-dev libcli11-dev libssl-dev libpcre2-dev zlib1g-dev
   python3-torch python3-numpy python3-grpcio python3-grpc-tools python3-xgboost python3-sklearn
+  dataset-fashion-mnist
 )
 
 missing=()
