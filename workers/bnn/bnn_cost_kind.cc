@@ -5,6 +5,7 @@
 #include "loupe/v1/kinds.pb.h"
 #include "workers/bnn/cost_table.h"
 #include "workers/bnn/network_plan.h"
+#include "workers/runtime/param_builders.h"
 #include "workers/runtime/params.h"
 
 namespace loupe {
@@ -13,16 +14,6 @@ namespace {
 using loupe::v1::BnnCostParams;
 
 constexpr char kName[] = "bnn.cost";
-
-ParamSpec Number(const char* name, const char* help, const char* default_value, double min, double max) {
-  ParamSpec p;
-  p.name = name;
-  p.help = help;
-  p.default_value = default_value;
-  p.min = min;
-  p.max = max;
-  return p;
-}
 
 class BnnCostKind : public TypedJobKind<BnnCostParams> {
  public:
@@ -42,11 +33,11 @@ class BnnCostKind : public TypedJobKind<BnnCostParams> {
     arch.default_value = "pokebnn";
     arch.choices = bnn::Architectures();
     return {arch,
-            Number("width", "Channel multiplier of the stages (the paper's 0.5×, 0.75×, 1.0×, 2.0×)", "1.0",
+            NumberParam("width", "Channel multiplier of the stages (the paper's 0.5×, 0.75×, 1.0×, 2.0×)", "1.0",
                    0.001, 64),
-            Number("input_size", "Side of the square input image in pixels", "224", 8, 4096),
-            Number("input_channels", "Channels of the input image", "3", 1, 64),
-            Number("num_classes", "Outputs of the dense classifier", "1000", 2, 100000)};
+            NumberParam("input_size", "Side of the square input image in pixels", "224", 8, 4096),
+            NumberParam("input_channels", "Channels of the input image", "3", 1, 64),
+            NumberParam("num_classes", "Outputs of the dense classifier", "1000", 2, 100000)};
   }
   std::vector<std::string> result_fields() const override {
     return {"total_ace", "conv_ace", "dense_ace", "stem_ace", "binary_conv_ace", "se_conv_ace",

@@ -22,6 +22,7 @@
 #include "workers/bnn/packed_conv.h"
 #include "workers/bnn/trainer.h"
 #include "workers/common/safetensors_torch.h"
+#include "workers/runtime/param_builders.h"
 #include "workers/runtime/params.h"
 
 namespace loupe {
@@ -46,16 +47,6 @@ constexpr char kCostFile[] = "cost.json";
 
 absl::Status ParamError(absl::string_view param, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(kName, " parameter '", param, "': ", what));
-}
-
-ParamSpec Number(const char* name, const char* help, const char* default_value, double min, double max) {
-  ParamSpec p;
-  p.name = name;
-  p.help = help;
-  p.default_value = default_value;
-  p.min = min;
-  p.max = max;
-  return p;
 }
 
 ParamSpec Text(const char* name, const char* help, const char* default_value,
@@ -132,32 +123,32 @@ class BnnTrainKind : public TypedJobKind<BnnTrainParams> {
              "pokebnn_small (28×28 PokeBNN), reactnet_small (ReActNet-style blocks), float_small (same "
              "shape as pokebnn_small in float32), or pokebnn / float (ResNet-50 stage plan, inputs ≥ 32²)",
              "pokebnn_small", bnn::Architectures()),
-        Number("width", "Channel multiplier of the stages (16·width and 32·width bottleneck filters for the small "
+        NumberParam("width", "Channel multiplier of the stages (16·width and 32·width bottleneck filters for the small "
                         "networks)", "0.5", 0.01, 16),
         Text("train_images", "Training images, IDX (optionally .gz) or .npy [N,H,W] / [N,C,H,W]; all four "
                              "data fields empty: Debian's dataset-fashion-mnist", "", {}, true),
         Text("train_labels", "Training labels (IDX or .npy, integers)", "", {}, true),
         Text("test_images", "Test images", "", {}, true),
         Text("test_labels", "Test labels", "", {}, true),
-        Number("epochs", "Training epochs of each network", "1", 1, 1000),
-        Number("batch_size", "Images per step", "128", 1, 65536),
-        Number("lr", "Peak Adam learning rate (betas 0.9, 0.99)", "0.005", 1e-7, 1),
+        NumberParam("epochs", "Training epochs of each network", "1", 1, 1000),
+        NumberParam("batch_size", "Images per step", "128", 1, 65536),
+        NumberParam("lr", "Peak Adam learning rate (betas 0.9, 0.99)", "0.005", 1e-7, 1),
         Text("lr_schedule", "Decay after warm-up: cosine, linear (to 0) or constant", "cosine",
              {"cosine", "linear", "constant"}),
-        Number("warmup_steps", "Steps of linear learning-rate warm-up", "0", 0, 1e7),
-        Number("weight_decay", "Adam L2 weight decay (PokeBNN: 5e-5)", "5e-5", 0, 1),
-        Number("clip_bound", "Clip bound B of the activation binarizer: forward ±B/2, gradient where |x| < B "
+        NumberParam("warmup_steps", "Steps of linear learning-rate warm-up", "0", 0, 1e7),
+        NumberParam("weight_decay", "Adam L2 weight decay (PokeBNN: 5e-5)", "5e-5", 0, 1),
+        NumberParam("clip_bound", "Clip bound B of the activation binarizer: forward ±B/2, gradient where |x| < B "
                              "(PokeBNN: 3)", "3.0", 1e-3, 1000),
         Text("clip_bound_sweep", "Comma-separated clip bounds, one network each (e.g. 1,2,3); the best "
                                  "is saved. Empty: only clip_bound", ""),
         Flag("distill", "Train a float teacher of the same shape first and distil from its softmax",
              "false"),
-        Number("teacher_epochs", "Epochs of the float teacher when distill is true", "1", 1, 1000),
-        Number("distill_temperature", "Softmax temperature of distillation", "1.0", 0.05, 100),
-        Number("train_limit", "Use at most this many training images (0: all)", "0", 0, 1e9),
-        Number("test_limit", "Use at most this many test images (0: all)", "0", 0, 1e9),
+        NumberParam("teacher_epochs", "Epochs of the float teacher when distill is true", "1", 1, 1000),
+        NumberParam("distill_temperature", "Softmax temperature of distillation", "1.0", 0.05, 100),
+        NumberParam("train_limit", "Use at most this many training images (0: all)", "0", 0, 1e9),
+        NumberParam("test_limit", "Use at most this many test images (0: all)", "0", 0, 1e9),
         Flag("packed_eval", "Also evaluate with the bit-packed XNOR-popcount kernels", "true"),
-        Number("seed", "Seed of initialisation and data order", "0", 0, 9007199254740991.0),
+        NumberParam("seed", "Seed of initialisation and data order", "0", 0, 9007199254740991.0),
     };
   }
   std::vector<std::string> result_fields() const override {

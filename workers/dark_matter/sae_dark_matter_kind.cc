@@ -22,6 +22,7 @@
 #include "workers/lm/jobs/param_util.h"
 #include "workers/lm/model/hf_io.h"
 #include "workers/lm/tokenizer/tokenizer.h"
+#include "workers/runtime/param_builders.h"
 #include "workers/runtime/params.h"
 
 namespace loupe {
@@ -41,13 +42,6 @@ std::vector<std::string> SaeList(const std::string& text) {
   return out;
 }
 
-ParamSpec TextParam(const char* name, const char* help) {
-  ParamSpec p;
-  p.name = name;
-  p.help = help;
-  return p;
-}
-
 // Rows [n_seq, T, d] → [n_seq · (T − skip), d].
 torch::Tensor Flatten(const torch::Tensor& acts, int64_t skip) {
   return acts.slice(1, skip).reshape({-1, acts.size(2)}).contiguous();
@@ -64,8 +58,6 @@ class SaeDarkMatterKind : public TypedJobKind<SaeDarkMatterParams> {
            "(every number with its definition) and CSV tables.";
   }
   std::vector<ParamSpec> params() const override {
-    using lm::NumberParam;
-    using lm::ReferenceParam;
     return {
         ReferenceParam("model", "A Hugging Face model directory (job:ID of lm.train or a server path); with "
                                 "corpus and hook/layer, the activation source"),
@@ -74,7 +66,7 @@ class SaeDarkMatterKind : public TypedJobKind<SaeDarkMatterParams> {
         TextParam("hook", "Hook point, e.g. blocks.1.hook_resid_post (model source)"),
         NumberParam("layer", "Shorthand for hook=blocks.<layer>.hook_resid_post", "", 0, 1 << 20),
         ReferenceParam("activations", "Instead of a model: a file of rows [n, d_model] (.safetensors or .npy)"),
-        TextParam("saes", "Required. Comma-separated SAEs: job:ID of sae.train jobs, or allowed server paths of a "
+        ReferenceListParam("saes", "Required. Comma-separated SAEs: job:ID of sae.train jobs, or allowed server paths of a "
                           "SAELens directory, a sae_weights.safetensors or a Gemma Scope params.npz; the first is the subject of analyses 4 and 7"),
         NumberParam("n_tokens", "Activation rows analysed (0: all rows of an activations file)", "20000", 0, 1e9),
         NumberParam("train_fraction", "Share of the rows that fit every regression; the rest give every R²",

@@ -22,6 +22,7 @@
 #include "workers/gbdt/replay.h"
 #include "workers/gbdt/table.h"
 #include "workers/gbdt/xgb.h"
+#include "workers/runtime/param_builders.h"
 #include "workers/runtime/params.h"
 
 namespace loupe {
@@ -39,30 +40,6 @@ constexpr double kMaxMatrixEntries = 2.5e8;
 
 absl::Status ParamError(absl::string_view param, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(kName, " parameter '", param, "': ", what));
-}
-
-ParamSpec Spec(const char* name, const char* help, const char* default_value) {
-  ParamSpec p;
-  p.name = name;
-  p.help = help;
-  p.default_value = default_value;
-  return p;
-}
-ParamSpec Number(const char* name, const char* help, const char* default_value, double min, double max) {
-  ParamSpec p = Spec(name, help, default_value);
-  p.min = min;
-  p.max = max;
-  return p;
-}
-ParamSpec Reference(const char* name, const char* help) {
-  ParamSpec p = Spec(name, help, "");
-  p.is_reference = true;
-  return p;
-}
-ParamSpec Choice(const char* name, const char* help, const char* default_value, std::vector<std::string> choices) {
-  ParamSpec p = Spec(name, help, default_value);
-  p.choices = std::move(choices);
-  return p;
 }
 
 std::vector<std::string> SplitList(const std::string& text) {
@@ -118,34 +95,34 @@ class GbdtInfluenceKind : public TypedJobKind<GbdtInfluenceParams> {
   }
   std::vector<ParamSpec> params() const override {
     return {
-        Reference("data", "Training table (required): CSV with a header, or LibSVM; dataset:ID or a server path"),
-        Spec("label", "CSV column holding the target", "label"),
-        Reference("test_data", "Test table in the same format; if absent, a test_fraction split of data"),
-        Number("test_fraction", "Share of data held out for testing when test_data is absent", "0.2", 0.0, 0.9),
-        Choice("objective", "XGBoost objective; auto: binary for 0/1 labels, multiclass for small integer labels, "
+        ReferenceParam("data", "Training table (required): CSV with a header, or LibSVM; dataset:ID or a server path"),
+        TextParam("label", "CSV column holding the target", "label"),
+        ReferenceParam("test_data", "Test table in the same format; if absent, a test_fraction split of data"),
+        NumberParam("test_fraction", "Share of data held out for testing when test_data is absent", "0.2", 0.0, 0.9),
+        ChoiceParam("objective", "XGBoost objective; auto: binary for 0/1 labels, multiclass for small integer labels, "
                "else squared error", "auto",
                {"auto", "reg:squarederror", "binary:logistic", "multi:softprob", "multi:softmax"}),
-        Number("n_estimators", "Boosting rounds", "100", 1, 10000),
-        Number("max_depth", "Maximum tree depth", "5", 1, 20),
-        Number("learning_rate", "XGBoost eta (also needed to explain a given model)", "0.3", 1e-6, 1),
-        Number("reg_lambda", "L2 regularisation of leaf values (also needed for a given model)", "1", 0, 1e6),
-        Number("min_child_weight", "Minimum Hessian sum in a child (also needed for a given model)", "1", 0, 1e6),
-        Choice("tree_method", "XGBoost tree_method (the paper uses hist)", "hist", {"hist", "exact", "approx"}),
-        Reference("model", "An XGBoost JSON model trained on data (optional; then the model is not retrained)"),
-        Choice("method", "Influence estimator", "boostin", MethodNames()),
-        Spec("evaluation", "Comma-separated: none, remove, relabel, poison, test_set, noise, agreement", "none"),
-        Number("seed", "Seed of the split, XGBoost, subsampling, evaluations and random baselines", "1", 0,
+        NumberParam("n_estimators", "Boosting rounds", "100", 1, 10000),
+        NumberParam("max_depth", "Maximum tree depth", "5", 1, 20),
+        NumberParam("learning_rate", "XGBoost eta (also needed to explain a given model)", "0.3", 1e-6, 1),
+        NumberParam("reg_lambda", "L2 regularisation of leaf values (also needed for a given model)", "1", 0, 1e6),
+        NumberParam("min_child_weight", "Minimum Hessian sum in a child (also needed for a given model)", "1", 0, 1e6),
+        ChoiceParam("tree_method", "XGBoost tree_method (the paper uses hist)", "hist", {"hist", "exact", "approx"}),
+        ReferenceParam("model", "An XGBoost JSON model trained on data (optional; then the model is not retrained)"),
+        ChoiceParam("method", "Influence estimator", "boostin", MethodNames()),
+        TextParam("evaluation", "Comma-separated: none, remove, relabel, poison, test_set, noise, agreement", "none"),
+        NumberParam("seed", "Seed of the split, XGBoost, subsampling, evaluations and random baselines", "1", 0,
                9007199254740991.0),
-        Number("top_k", "Helpful and harmful training rows listed per test row in top_rows.csv", "10", 1, 100000),
-        Number("update_set", "leaf_influence: -1 all rows, 0 only the removed row, k the rows of the k leaves "
+        NumberParam("top_k", "Helpful and harmful training rows listed per test row in top_rows.csv", "10", 1, 100000),
+        NumberParam("update_set", "leaf_influence: -1 all rows, 0 only the removed row, k the rows of the k leaves "
                "moving most", "-1", -1, 1e6),
-        Number("max_test_rows", "Explain at most this many test rows, drawn at random (0: all)", "0", 0, 1e9),
-        Number("subsample_models", "subsample: models trained (the paper: 4000)", "4000", 2, 1e7),
-        Number("subsample_fraction", "subsample: share of training rows per model", "0.7", 0.01, 0.99),
-        Number("trex_lambda", "trex: L2 strength of the kernel surrogate", "0.003", 1e-9, 1e6),
-        Number("eval_test_points", "remove/relabel/poison: test rows evaluated (the paper: 100)", "100", 1, 1e6),
-        Number("noise_fraction", "noise: share of training labels corrupted (the paper: 0.4)", "0.4", 0.01, 0.9),
-        Spec("compare_methods", "agreement: methods compared with `method`",
+        NumberParam("max_test_rows", "Explain at most this many test rows, drawn at random (0: all)", "0", 0, 1e9),
+        NumberParam("subsample_models", "subsample: models trained (the paper: 4000)", "4000", 2, 1e7),
+        NumberParam("subsample_fraction", "subsample: share of training rows per model", "0.7", 0.01, 0.99),
+        NumberParam("trex_lambda", "trex: L2 strength of the kernel surrogate", "0.003", 1e-9, 1e6),
+        NumberParam("eval_test_points", "remove/relabel/poison: test rows evaluated (the paper: 100)", "100", 1, 1e6),
+        NumberParam("noise_fraction", "noise: share of training labels corrupted (the paper: 0.4)", "0.4", 0.01, 0.9),
+        TextParam("compare_methods", "agreement: methods compared with `method`",
              "boostin,trex,leaf_influence_sp,leaf_sim,input_sim,target,random"),
     };
   }

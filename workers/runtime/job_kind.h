@@ -29,6 +29,9 @@ struct ParamSpec {
   std::optional<double> max;
   std::vector<std::string> choices;  // allowed values of a string
   bool is_reference = false;         // names an input: dataset:, job:, path
+  // With is_reference: the value is a comma-separated list of inputs, each
+  // checked, waited for and access-controlled like a single one.
+  bool is_reference_list = false;
 };
 
 class JobKind {

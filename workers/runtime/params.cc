@@ -11,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace loupe {
 namespace {
@@ -267,7 +269,14 @@ std::vector<std::string> ReferenceValues(const JobKind& kind, const Message& par
     if (f == nullptr || f->cpp_type() != FieldDescriptor::CPPTYPE_STRING) continue;
     if (!r->HasField(params, f)) continue;
     std::string v = r->GetString(params, f);
-    if (!v.empty()) out.push_back(std::move(v));
+    if (!p.is_reference_list) {
+      if (!v.empty()) out.push_back(std::move(v));
+      continue;
+    }
+    for (absl::string_view entry : absl::StrSplit(v, ',')) {
+      entry = absl::StripAsciiWhitespace(entry);
+      if (!entry.empty()) out.emplace_back(entry);
+    }
   }
   return out;
 }

@@ -53,7 +53,9 @@ absl::Status ApplyDefaultsAndValidate(const JobKind& kind,
 std::string ParamValueText(const google::protobuf::Message& params,
                            absl::string_view name);
 
-// Every string field declared is_reference that is set and non-empty.
+// Every reference named by a string field declared is_reference that is set
+// and non-empty; a list field (is_reference_list) gives each of its
+// comma-separated entries (trimmed, empty ones skipped).
 std::vector<std::string> ReferenceValues(const JobKind& kind,
                                          const google::protobuf::Message& params);
 

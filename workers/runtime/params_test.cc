@@ -121,6 +121,19 @@ TEST(ParamsTest, ReferencesAndDescription) {
   EXPECT_TRUE(info.params(0).has_max());
   EXPECT_EQ(info.params(2).choices_size(), 2);
   EXPECT_TRUE(info.params(3).is_reference());
+
+  // A list parameter names each of its comma-separated entries.
+  class ListKind : public BoundedKind {
+    std::vector<ParamSpec> params() const override {
+      auto p = BoundedKind::params();
+      p[3].is_reference_list = true;
+      return p;
+    }
+  } list_kind;
+  p.set_input("job:aaaaaaaaaaaa, job:bbbbbbbbbbbb/sae,,dataset:abc ");
+  EXPECT_EQ(ReferenceValues(list_kind, p),
+            (std::vector<std::string>{"job:aaaaaaaaaaaa", "job:bbbbbbbbbbbb/sae", "dataset:abc"}));
+  EXPECT_EQ(ReferenceValues(kind, p).size(), 1u) << "a single reference is never split";
 }
 
 TEST(ParamsTest, ParamTableMustCoverTheMessage) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "workers/runtime/job_kind.h"
+#include "workers/runtime/param_builders.h"
 
 namespace loupe::lm {
 
@@ -23,35 +24,10 @@ inline absl::Status ParamContext(absl::string_view kind, absl::string_view param
   return absl::Status(status.code(), absl::StrCat(kind, " parameter '", param, "': ", status.message()));
 }
 
-inline ParamSpec NumberParam(const char* name, const char* help, const char* default_value, double min,
-                             double max) {
-  ParamSpec p;
-  p.name = name;
-  p.help = help;
-  p.default_value = default_value;
-  p.min = min;
-  p.max = max;
-  return p;
-}
-
-inline ParamSpec ChoiceParam(const char* name, const char* help, const char* default_value,
-                             std::vector<std::string> choices) {
-  ParamSpec p;
-  p.name = name;
-  p.help = help;
-  p.default_value = default_value;
-  p.choices = std::move(choices);
-  return p;
-}
-
-// An input: dataset:ID, job:ID, job:ID/NAME or an allowed server path.
-inline ParamSpec ReferenceParam(const char* name, const char* help) {
-  ParamSpec p;
-  p.name = name;
-  p.help = help;
-  p.is_reference = true;
-  return p;
-}
+// The shared table builders, also under this namespace for existing callers.
+using ::loupe::ChoiceParam;
+using ::loupe::NumberParam;
+using ::loupe::ReferenceParam;
 
 }  // namespace loupe::lm
 
