@@ -97,6 +97,7 @@ absl::Status JobManager::Init() {
       store::Store::Open((fs::path(options_.data_dir) / "loupe.db").string());
   if (!st.ok()) return st.status();
   store_ = std::move(*st);
+  RemoveStaleStateDirs();
   store_->SetEventListener([this](const std::vector<loupe::v1::JobEvent>& e) { hub_.Publish(e); });
   absl::StatusOr<store::RecoveryReport> r = store_->RecoverInterrupted();
   if (!r.ok()) return r.status();
@@ -417,12 +418,30 @@ void JobManager::Finish(const Assignment& a, JobContext& ctx, absl::Status outco
   }
   rc.Flush();
   absl::StatusOr<Job> after = store_->FinishAttempt(a.job_id, a.attempt, o);
+  if (after.ok() && IsTerminal(after->state())) {
+    std::error_code ec;
+    fs::remove_all(JobStateDir(options_.data_dir, a.job_id), ec);
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     running_.erase(a.job_id);
   }
   (void)after;
   Wake();
+}
+
+// Checkpoints of jobs that ended while their directory could not be removed
+// (a crash between the final commit and the removal, or a queued job that was
+// cancelled) would otherwise stay forever.
+void JobManager::RemoveStaleStateDirs() {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(fs::path(options_.data_dir) / "state", ec)) {
+    const std::string id = entry.path().filename().string();
+    absl::StatusOr<Job> job = store_->GetJob(id);
+    if (job.ok() && !IsTerminal(job->state())) continue;
+    std::error_code rm;
+    fs::remove_all(entry.path(), rm);
+  }
 }
 
 absl::StatusOr<std::string> JobManager::ResolveForJob(const std::string& job_id,

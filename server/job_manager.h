@@ -106,6 +106,7 @@ class JobManager : public JobSource {
                                                  const JobKind** kind);
   absl::StatusOr<loupe::v1::Job> GetVisible(const store::User& user, const std::string& id);
   void Wake();
+  void RemoveStaleStateDirs();
 
   ManagerOptions options_;
   const KindRegistry* kinds_;

@@ -30,6 +30,12 @@ RunContext::RunContext(JobManager* manager, std::string job_id, std::string owne
   std::error_code ec;
   std::filesystem::remove_all(scratch_dir_, ec);
   std::filesystem::create_directories(scratch_dir_, ec);
+  state_dir_ = JobStateDir(manager_->options().data_dir, job_id_);
+  std::filesystem::create_directories(state_dir_, ec);
+}
+
+std::string JobStateDir(const std::string& data_dir, const std::string& job_id) {
+  return (std::filesystem::path(data_dir) / "state" / job_id).string();
 }
 
 RunContext::~RunContext() {

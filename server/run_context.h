@@ -26,6 +26,9 @@ namespace loupe {
 class JobManager;
 struct RunFlags;
 
+// Where job `job_id` keeps its JobContext::state_dir().
+std::string JobStateDir(const std::string& data_dir, const std::string& job_id);
+
 class RunContext : public JobContext {
  public:
   RunContext(JobManager* manager, std::string job_id, std::string owner, int attempt,
@@ -44,6 +47,7 @@ class RunContext : public JobContext {
                                  absl::string_view media_type) override;
   absl::StatusOr<std::string> ResolveInput(absl::string_view reference) override;
   const std::string& scratch_dir() const override { return scratch_dir_; }
+  const std::string& state_dir() const override { return state_dir_; }
   int threads() const override { return threads_; }
   int attempt() const override { return attempt_; }
   const std::string& job_id() const override { return job_id_; }
@@ -69,6 +73,7 @@ class RunContext : public JobContext {
   const int threads_;
   std::shared_ptr<RunFlags> flags_;
   std::string scratch_dir_;
+  std::string state_dir_;  // <data-dir>/state/<job id>; the manager removes it
 
   std::vector<loupe::v1::JobEvent> pending_;
   std::optional<loupe::v1::Progress> pending_progress_;

@@ -182,6 +182,54 @@ TEST_F(CrashRecoveryTest, KilledMidJobCompletesOnAttemptTwo) {
                                              "SUCCEEDED@2"}));
 }
 
+// A long sae.train killed mid-run resumes from its last checkpoint on the
+// next attempt instead of starting over, and its state directory is removed
+// once it has succeeded.
+TEST_F(CrashRecoveryTest, KilledTrainingResumesFromItsCheckpoint) {
+  int port = FreePort();
+  loupe::v1::JobSpec spec;
+  auto* p = spec.mutable_sae_train();
+  p->set_architecture("topk");
+  p->set_d_model(16);
+  p->set_n_features(64);
+  p->set_d_sae(128);
+  p->set_k(4);
+  p->set_batch_size(256);
+  p->set_steps(3000);
+  p->set_checkpoint_every(100);
+  spec.set_max_attempts(2);
+  std::string id;
+  int64_t reached = 0;
+  {
+    ServerProcess server(dir_, port);
+    server.WaitReady(token_);
+    id = server.Submit(token_, spec).id();
+    absl::Time end = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < end && reached < 400) {
+      reached = server.Get(token_, id).progress_step();
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_GE(reached, 400) << "training did not get going";
+    ASSERT_EQ(server.Get(token_, id).state(), loupe::v1::RUNNING);
+    ASSERT_TRUE(WIFSIGNALED(server.Kill(SIGKILL)));
+  }
+  ASSERT_TRUE(std::filesystem::exists(std::filesystem::path(dir_) / "state" / id));
+  ServerProcess server(dir_, port);
+  server.WaitReady(token_);
+  loupe::v1::Job done = server.WaitDone(token_, id);
+  ASSERT_EQ(done.state(), loupe::v1::SUCCEEDED) << done.error();
+  EXPECT_EQ(done.attempt(), 2);
+  loupe::v1::GetResultRequest req;
+  req.set_id(id);
+  loupe::v1::JobResult result;
+  ASSERT_TRUE(server.stub->GetResult(Ctx(token_).get(), req, &result).ok());
+  const double resumed = result.metrics().at("resumed_from_step");
+  EXPECT_GE(resumed, 300);
+  EXPECT_LE(resumed, static_cast<double>(reached) + 100);
+  EXPECT_EQ(static_cast<int64_t>(resumed) % 100, 0);
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(dir_) / "state" / id));
+}
+
 TEST_F(CrashRecoveryTest, ExhaustedAttemptsFailClearly) {
   int port = FreePort();
   std::string id;

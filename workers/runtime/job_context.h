@@ -57,6 +57,11 @@ class JobContext {
 
   // A private directory for temporary files, removed after the attempt.
   virtual const std::string& scratch_dir() const = 0;
+  // A private directory that survives retries, server shutdowns and crashes
+  // (the next attempt sees what this one left): the place for checkpoints
+  // that let a long job resume instead of starting over. Removed once the job
+  // has ended for good (succeeded, failed on its last attempt, cancelled).
+  virtual const std::string& state_dir() const = 0;
   // Compute threads this job may use (LibTorch's are already set to it).
   virtual int threads() const = 0;
   virtual int attempt() const = 0;

@@ -14,46 +14,16 @@
 #include "absl/strings/str_cat.h"
 #include "workers/runtime/job_context.h"
 #include "workers/runtime/job_kind.h"
+#include "workers/runtime/param_builders.h"
 #include "workers/sae/activation_stream.h"
 #include "workers/sae/sae_model.h"
 
 namespace loupe::sae {
 
-inline ParamSpec NumberParam(const char* name, const char* help, const char* default_value, double min, double max) {
-  ParamSpec p;
-  p.name = name;
-  p.help = help;
-  p.default_value = default_value;
-  p.min = min;
-  p.max = max;
-  return p;
-}
-
-inline ParamSpec ChoiceParam(const char* name, const char* help, const char* default_value,
-                             std::vector<std::string> choices) {
-  ParamSpec p;
-  p.name = name;
-  p.help = help;
-  p.default_value = default_value;
-  p.choices = std::move(choices);
-  return p;
-}
-
-inline ParamSpec TextParam(const char* name, const char* help, const char* default_value = "") {
-  ParamSpec p;
-  p.name = name;
-  p.help = help;
-  p.default_value = default_value;
-  return p;
-}
-
-inline ParamSpec ReferenceParam(const char* name, const char* help) {
-  ParamSpec p;
-  p.name = name;
-  p.help = help;
-  p.is_reference = true;
-  return p;
-}
+using ::loupe::ChoiceParam;
+using ::loupe::NumberParam;
+using ::loupe::ReferenceParam;
+using ::loupe::TextParam;
 
 // The source parameters both kinds declare (same names, same meaning).
 inline std::vector<ParamSpec> SourceParams() {
@@ -109,13 +79,10 @@ class ScaledStream : public ActivationStream {
   double scale_;
 };
 
-// Where a job keeps its resumable checkpoint. JobContext offers no directory
-// that survives a server restart yet (scratch_dir is per attempt and the
-// server clears it on start), so this is inside scratch_dir: a run resumes
-// across calls with the same context (cancel + re-run in one process), not
-// yet across restarts.
+// Where a job keeps its resumable checkpoint: the job's state directory,
+// which survives retries and server restarts, so the next attempt resumes.
 inline std::string CheckpointPath(const JobContext& ctx) {
-  return (std::filesystem::path(ctx.scratch_dir()) / "sae_checkpoint.safetensors").string();
+  return (std::filesystem::path(ctx.state_dir()) / "sae_checkpoint.safetensors").string();
 }
 
 }  // namespace loupe::sae

@@ -150,8 +150,9 @@ TEST(SaeKinds, FileSourceTrainsAndSaeEvalScoresTheJob) {
   EXPECT_THAT(std::string(train->Run(*p, ctx).message()), HasSubstr("sae.train parameter 'file': "));
 }
 
-// Cancelled mid-way, the same job (same scratch area) resumes from its last
-// checkpoint and ends exactly where an uninterrupted run ends.
+// Interrupted mid-way, the next attempt of the same job (a fresh scratch
+// directory, the same state directory) resumes from the last checkpoint and
+// ends exactly where an uninterrupted run ends.
 TEST(SaeKinds, ResumesFromTheCheckpointAfterAnInterruption) {
   at::set_num_threads(1);
   std::unique_ptr<JobKind> kind = MakeSaeTrainKind();
@@ -165,16 +166,25 @@ TEST(SaeKinds, ResumesFromTheCheckpointAfterAnInterruption) {
   testing::FakeJobContext straight;
   ASSERT_TRUE(kind->Run(*p, straight).ok());
 
-  testing::FakeJobContext ctx;
-  ctx.cancel_after_checks = 45;
-  EXPECT_EQ(kind->Run(*p, ctx).code(), absl::StatusCode::kCancelled);
-  ctx.cancel_after_checks = -1;
-  ctx.progress.clear();
-  ASSERT_TRUE(kind->Run(*p, ctx).ok());
-  EXPECT_EQ(ctx.results.at("resumed_from_step"), 40);
-  EXPECT_EQ(ctx.progress.front().first, 41);
-  EXPECT_EQ(ctx.results.at("fvu"), straight.results.at("fvu"));
-  EXPECT_EQ(ctx.artifacts.at("sae_weights.safetensors"), straight.artifacts.at("sae_weights.safetensors"));
+  testing::FakeJobContext first;
+  first.cancel_after_checks = 45;
+  EXPECT_EQ(kind->Run(*p, first).code(), absl::StatusCode::kCancelled);
+  testing::FakeJobContext next;
+  next.UseStateDir(first.state_dir());
+  ASSERT_TRUE(kind->Run(*p, next).ok());
+  EXPECT_EQ(next.results.at("resumed_from_step"), 40);
+  EXPECT_EQ(next.progress.front().first, 41);
+  EXPECT_EQ(next.results.at("fvu"), straight.results.at("fvu"));
+  EXPECT_EQ(next.artifacts.at("sae_weights.safetensors"), straight.artifacts.at("sae_weights.safetensors"));
+
+  // A job with other parameters does not take that checkpoint.
+  given["seed"] = "5";
+  absl::StatusOr<v1::SaeTrainParams> other = Params<v1::SaeTrainParams>(*kind, given);
+  ASSERT_TRUE(other.ok()) << other.status();
+  testing::FakeJobContext unrelated;
+  unrelated.UseStateDir(first.state_dir());
+  ASSERT_TRUE(kind->Run(*other, unrelated).ok());
+  EXPECT_EQ(unrelated.results.at("resumed_from_step"), 0);
 }
 
 std::string Text() {

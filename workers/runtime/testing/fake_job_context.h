@@ -27,8 +27,13 @@ class FakeJobContext : public JobContext {
                  std::to_string(reinterpret_cast<uintptr_t>(this))))
                    .string();
     std::filesystem::create_directories(scratch_);
+    state_ = scratch_ + "-state";
+    std::filesystem::create_directories(state_);
   }
-  ~FakeJobContext() override { std::filesystem::remove_all(scratch_); }
+  ~FakeJobContext() override {
+    std::filesystem::remove_all(scratch_);
+    if (remove_state_dir) std::filesystem::remove_all(state_);
+  }
 
   absl::Status CheckContinue() override {
     ++checks;
@@ -68,6 +73,14 @@ class FakeJobContext : public JobContext {
     return it->second;
   }
   const std::string& scratch_dir() const override { return scratch_; }
+  const std::string& state_dir() const override { return state_; }
+  // Makes this context share another's state directory, as the next attempt
+  // of the same job would (the directory is then kept on destruction).
+  void UseStateDir(const std::string& dir) {
+    std::filesystem::remove_all(state_);
+    state_ = dir;
+    remove_state_dir = false;
+  }
   int threads() const override { return threads_; }
   int attempt() const override { return 1; }
   const std::string& job_id() const override { return job_id_; }
@@ -83,9 +96,11 @@ class FakeJobContext : public JobContext {
   std::map<std::string, std::string> media_types;
   std::map<std::string, std::string> inputs;  // reference -> path
   int threads_ = 1;
+  bool remove_state_dir = true;
 
  private:
   std::string scratch_;
+  std::string state_;
   std::string job_id_ = "test-job";
 };
 
