@@ -6,6 +6,7 @@
 #include <numeric>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -475,7 +476,21 @@ absl::StatusOr<AnalysisReport> RunAnalyses(const AnalysisInputs& in, const Analy
     for (const auto& e : in.earlier) preds.push_back(e);
     std::vector<torch::Tensor> all = {p.x_hat};
     for (const auto& e : in.earlier) all.push_back(e.second);
-    preds.push_back({"x_hat+all_earlier", torch::cat(all, 1)});
+    // Raw activations of all three sum to x itself (resid_post = resid_pre +
+    // attn_out + mlp_out), so with x̂ they span every error part and the
+    // combined R² would be 1 by construction, not a finding. The paper's
+    // combined predictor uses SAE reconstructions of them.
+    bool all_raw = true;
+    for (const auto& e : in.earlier) all_raw = all_raw && absl::EndsWith(e.first, "_raw");
+    std::string combined_note;
+    if (all_raw && in.earlier.size() == 3) {
+      combined_note =
+          "no combined predictor: the raw previous residual, attention and MLP outputs sum to x itself, so with "
+          "x_hat they predict every error part exactly; give prev_resid_sae, attn_sae and mlp_sae for the paper's "
+          "combined predictor";
+    } else {
+      preds.push_back({"x_hat+all_earlier", torch::cat(all, 1)});
+    }
     CsvTable& t = report.tables["earlier_layers.csv"];
     t.header = {"predictor", "width", "error_r2", "linear_error_r2", "nonlinear_error_r2"};
     json arr = json::array();
@@ -493,6 +508,7 @@ absl::StatusOr<AnalysisReport> RunAnalyses(const AnalysisInputs& in, const Analy
       if (name == "x_hat+all_earlier") report.results["earlier_nonlinear_error_r2"] = rn;
     }
     j["earlier_layers"] = {{"sae", p.sae->name}, {"predictors", arr}, {"note", in.earlier_note}};
+    if (!combined_note.empty()) j["earlier_layers"]["combined_note"] = combined_note;
   } else {
     j["earlier_layers_note"] = in.earlier_note.empty() ? "needs a model source" : in.earlier_note;
   }
