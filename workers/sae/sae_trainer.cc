@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "workers/sae/geometric_median.h"
 #include "workers/sae/jumprelu.h"
+#include "workers/sae/lr_schedule.h"
 
 namespace loupe::sae {
 namespace {
@@ -60,19 +61,8 @@ void SaeTrainer::InitDecoderBias(const torch::Tensor& x) {
 }
 
 double SaeTrainer::LearningRate(int64_t step) const {
-  double scale = 1.0;
-  if (options_.warmup_steps > 0 && step <= options_.warmup_steps) {
-    scale = static_cast<double>(step) / static_cast<double>(options_.warmup_steps);
-  }
-  const int64_t total = options_.total_steps;
-  const int64_t decay_steps = static_cast<int64_t>(std::floor(options_.decay_fraction * total));
-  const int64_t decay_start = total - decay_steps;
-  if (decay_steps > 0 && step > decay_start) {
-    // Reaches lr / decay_steps on the last step rather than 0, so every step
-    // still learns something.
-    scale = std::min(scale, static_cast<double>(total - step + 1) / static_cast<double>(decay_steps));
-  }
-  return options_.lr * scale;
+  return WarmupDecayLearningRate(options_.lr, options_.warmup_steps, options_.decay_fraction, options_.total_steps,
+                                 step);
 }
 
 torch::Tensor SaeTrainer::AuxK(const torch::Tensor& x, const torch::Tensor& x_hat, const torch::Tensor& pre,
