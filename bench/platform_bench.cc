@@ -56,43 +56,57 @@ class EchoService final : public loupe::bench::Echo::CallbackService {
 };
 
 // The floor, part 1: an empty unary call through the same gRPC stack.
-Percentiles EchoLatency(int n) {
-  EchoService service;
-  int port = 0;
-  grpc::ServerBuilder b;
-  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  b.RegisterService(&service);
-  auto server = b.BuildAndStart();
-  auto stub = Echo::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
-  std::vector<double> us;
-  for (int i = 0; i < n + 100; ++i) {
+class EchoFloor {
+ public:
+  EchoFloor() {
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    b.RegisterService(&service_);
+    server_ = b.BuildAndStart();
+    stub_ = Echo::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                                              grpc::InsecureChannelCredentials()));
+  }
+  ~EchoFloor() { server_->Shutdown(); }
+
+  double OneCallMicros() {
     grpc::ClientContext ctx;
     Empty req, resp;
     absl::Time t0 = absl::Now();
-    grpc::Status s = stub->Ping(&ctx, req, &resp);
-    if (i >= 100) us.push_back(MicrosSince(t0));  // the first calls warm up
+    grpc::Status s = stub_->Ping(&ctx, req, &resp);
     if (!s.ok()) std::abort();
+    return MicrosSince(t0);
   }
-  server->Shutdown();
-  return Summarize(us);
-}
+
+ private:
+  EchoService service_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<Echo::Stub> stub_;
+};
 
 // The floor, part 2: one durable commit, with the store's own settings.
-Percentiles CommitLatency(const fs::path& dir, int n) {
-  auto db = store::Db::Open((dir / "floor.db").string());
-  if (!db.ok() || !(*db)->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)").ok()) std::abort();
-  std::string blob(200, 'x');
-  std::vector<double> us;
-  for (int i = 0; i < n; ++i) {
-    absl::Time t0 = absl::Now();
-    auto st = (*db)->Cached("INSERT INTO t(v) VALUES (?)");
-    (*st)->BindBlob(1, blob);
-    if (!(*st)->Run().ok()) std::abort();
-    us.push_back(MicrosSince(t0));
+class CommitFloor {
+ public:
+  explicit CommitFloor(const fs::path& dir) {
+    auto db = store::Db::Open((dir / "floor.db").string());
+    if (!db.ok() || !(*db)->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)").ok()) {
+      std::abort();
+    }
+    db_ = std::move(*db);
   }
-  return Summarize(us);
-}
+
+  double OneCommitMicros() {
+    absl::Time t0 = absl::Now();
+    auto st = db_->Cached("INSERT INTO t(v) VALUES (?)");
+    (*st)->BindBlob(1, blob_);
+    if (!(*st)->Run().ok()) std::abort();
+    return MicrosSince(t0);
+  }
+
+ private:
+  std::unique_ptr<store::Db> db_;
+  std::string blob_ = std::string(200, 'x');
+};
 
 std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token) {
   auto c = std::make_unique<grpc::ClientContext>();
@@ -106,21 +120,41 @@ loupe::v1::SubmitJobRequest NoopRequest() {
   return req;
 }
 
-Percentiles SubmitLatency(loupe::v1::JobService::Stub* stub, const std::string& token, int n) {
-  std::vector<double> us;
-  auto req = NoopRequest();
-  for (int i = 0; i < n + 50; ++i) {
-    loupe::v1::Job job;
-    auto ctx = Ctx(token);
-    absl::Time t0 = absl::Now();
-    grpc::Status s = stub->SubmitJob(ctx.get(), req, &job);
-    if (i >= 50) us.push_back(MicrosSince(t0));
-    if (!s.ok()) {
-      std::fprintf(stderr, "submit failed: %s\n", s.error_message().c_str());
-      std::abort();
-    }
+double OneSubmitMicros(loupe::v1::JobService::Stub* stub, const std::string& token) {
+  static const loupe::v1::SubmitJobRequest req = NoopRequest();
+  loupe::v1::Job job;
+  auto ctx = Ctx(token);
+  absl::Time t0 = absl::Now();
+  grpc::Status s = stub->SubmitJob(ctx.get(), req, &job);
+  double us = MicrosSince(t0);
+  if (!s.ok()) {
+    std::fprintf(stderr, "submit failed: %s\n", s.error_message().c_str());
+    std::abort();
   }
-  return Summarize(us);
+  return us;
+}
+
+struct SequentialLatencies {
+  Percentiles echo, commit, submit;
+};
+
+// The shared machine's load drifts; measuring the floor and the submit in
+// alternating short blocks lets any drift hit both sides of the ratio alike.
+SequentialLatencies MeasureInterleaved(EchoFloor& echo, CommitFloor& commit,
+                                       loupe::v1::JobService::Stub* stub, const std::string& token,
+                                       int samples) {
+  constexpr int kBlock = 25;
+  for (int i = 0; i < 50; ++i) {  // warm-up: connections, caches, statements
+    echo.OneCallMicros();
+    OneSubmitMicros(stub, token);
+  }
+  std::vector<double> e, c, s;
+  for (int done = 0; done < samples; done += kBlock) {
+    for (int i = 0; i < kBlock; ++i) e.push_back(echo.OneCallMicros());
+    for (int i = 0; i < kBlock; ++i) c.push_back(commit.OneCommitMicros());
+    for (int i = 0; i < kBlock; ++i) s.push_back(OneSubmitMicros(stub, token));
+  }
+  return {Summarize(std::move(e)), Summarize(std::move(c)), Summarize(std::move(s))};
 }
 
 // Keeps `window` calls in flight on each of `clients` channels for
@@ -258,12 +292,12 @@ Server StartServer(const fs::path& dir, int workers) {
 int Main(int argc, char** argv) {
   CLI::App app{"Loupe platform benchmark"};
   double seconds = 5;
-  int clients = 4, window = 64, samples = 2000, rt_samples = 300;
+  int clients = 4, window = 64, samples = 1000, rt_samples = 300;
   std::string dir_arg;
   app.add_option("--seconds", seconds, "Length of the throughput run")->capture_default_str();
   app.add_option("--clients", clients, "Concurrent client connections")->capture_default_str();
   app.add_option("--window", window, "Submits in flight per client")->capture_default_str();
-  app.add_option("--samples", samples, "Sequential calls per latency measurement")
+  app.add_option("--samples", samples, "Sequential calls per latency measurement (each of echo, commit, submit)")
       ->capture_default_str();
   app.add_option("--rt-samples", rt_samples, "No-op round trips")->capture_default_str();
   app.add_option("--dir", dir_arg, "Scratch directory (on the disk under test)");
@@ -276,19 +310,22 @@ int Main(int argc, char** argv) {
   fs::remove_all(dir);
   fs::create_directories(dir);
 
-  Percentiles echo = EchoLatency(samples);
-  Percentiles commit = CommitLatency(dir, samples / 4);
-  double floor_p50 = echo.p50 + commit.p50;
+  Percentiles echo, commit, submit, rt;
   double echo_rate = EchoThroughput(clients, window, seconds);
-
-  Percentiles submit, rt;
   double throughput = 0;
   {
     // Submits are measured against an idle worker pool: the admission path.
     Server s = StartServer(dir / "submit", 0);
-    submit = SubmitLatency(s.stub.get(), s.token, samples / 4);
+    EchoFloor echo_floor;
+    CommitFloor commit_floor(dir);
+    SequentialLatencies l =
+        MeasureInterleaved(echo_floor, commit_floor, s.stub.get(), s.token, samples);
+    echo = l.echo;
+    commit = l.commit;
+    submit = l.submit;
     throughput = SubmitThroughput(s.server->port(), s.token, clients, window, seconds);
   }
+  double floor_p50 = echo.p50 + commit.p50;
   {
     Server s = StartServer(dir / "roundtrip", 1);
     rt = NoopRoundTrip(s.stub.get(), s.token, rt_samples);

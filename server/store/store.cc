@@ -239,18 +239,23 @@ void Store::CompletionLoop() {
     std::function<void()> next;
     {
       std::unique_lock<std::mutex> l(completion_mu_);
-      completion_cv_.wait(l, [this] { return completion_stopping_ || !completions_.empty(); });
+      completion_cv_.wait(l, [this] {
+        return (completion_stopping_ && !completing_) || (!completions_.empty() && !completing_);
+      });
       if (completions_.empty()) return;
       next = std::move(completions_.front());
       completions_.pop_front();
+      completing_ = true;
     }
     next();
+    std::lock_guard<std::mutex> l(completion_mu_);
+    completing_ = false;
   }
 }
 
 void Store::SetEventListener(EventListener listener) { listener_ = std::move(listener); }
 
-void Store::Enqueue(Write w) {
+void Store::Enqueue(Write w, bool caller_may_commit) {
   std::unique_lock<std::mutex> l(queue_mu_);
   if (stopping_) {
     l.unlock();
@@ -258,77 +263,137 @@ void Store::Enqueue(Write w) {
     return;
   }
   queue_.push_back(std::move(w));
+  if (!caller_may_commit || committing_) {
+    l.unlock();
+    queue_cv_.notify_one();
+    return;
+  }
+  // Nothing is being committed: commit on this thread rather than wake the
+  // writer, which saves a thread hand-off on every lone write. Anything that
+  // queues meanwhile is left to the writer thread, so a caller commits at
+  // most one batch.
+  committing_ = true;
+  std::vector<Write> batch = TakeBatchLocked();
   l.unlock();
-  queue_cv_.notify_one();
+  std::function<void()> completion = CommitBatch(std::move(batch));
+  const bool run_here = ClaimOrQueueCompletion(completion);
+  l.lock();
+  committing_ = false;
+  const bool more = !queue_.empty();
+  l.unlock();
+  if (more) queue_cv_.notify_one();
+  if (run_here) RunClaimedCompletion(completion);
 }
 
 absl::Status Store::WriteSync(std::function<absl::Status(Txn&)> apply) {
   auto promise = std::make_shared<std::promise<absl::Status>>();
   std::future<absl::Status> f = promise->get_future();
-  Enqueue({std::move(apply), [promise](absl::Status s) { promise->set_value(std::move(s)); }});
+  Enqueue({std::move(apply), [promise](absl::Status s) { promise->set_value(std::move(s)); }},
+          /*caller_may_commit=*/true);
   return f.get();
 }
 
-void Store::WriterLoop() {
+std::vector<Store::Write> Store::TakeBatchLocked() {
   std::vector<Write> batch;
-  std::vector<absl::Status> results;
+  while (!queue_.empty() && batch.size() < kMaxBatch) {
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  return batch;
+}
+
+void Store::WriterLoop() {
   while (true) {
+    std::vector<Write> batch;
     {
       std::unique_lock<std::mutex> l(queue_mu_);
-      queue_cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });
+      queue_cv_.wait(l, [this] { return !committing_ && (stopping_ || !queue_.empty()); });
       if (queue_.empty()) return;  // stopping, and everything is committed
-      while (!queue_.empty() && batch.size() < kMaxBatch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
+      committing_ = true;
+      batch = TakeBatchLocked();
     }
-    Txn txn(*writer_db_);
-    absl::Status begin = RunCached(*writer_db_, "BEGIN IMMEDIATE");
-    results.clear();
-    for (Write& w : batch) {
-      if (!begin.ok()) {
-        results.push_back(begin);
-        continue;
-      }
-      // A savepoint per write: one bad write must not undo its neighbours.
-      size_t events_before = txn.events.size();
-      absl::Status s = RunCached(*writer_db_, "SAVEPOINT w");
-      if (s.ok()) s = w.apply(txn);
-      if (s.ok()) {
-        s = RunCached(*writer_db_, "RELEASE w");
-      } else {
-        (void)RunCached(*writer_db_, "ROLLBACK TO w");
-        (void)RunCached(*writer_db_, "RELEASE w");
-        txn.events.resize(events_before);
-      }
-      results.push_back(s);
-    }
-    if (begin.ok()) {
-      absl::Status commit = RunCached(*writer_db_, "COMMIT");
-      if (!commit.ok()) {
-        (void)RunCached(*writer_db_, "ROLLBACK");
-        txn.events.clear();
-        for (auto& r : results) {
-          if (r.ok()) r = commit;
-        }
-      }
-    }
-    auto finished = std::make_shared<std::vector<Write>>(std::move(batch));
-    auto statuses = std::make_shared<std::vector<absl::Status>>(std::move(results));
-    auto events = std::make_shared<std::vector<JobEvent>>(std::move(txn.events));
+    std::function<void()> completion = CommitBatch(std::move(batch));
+    // The writer hands completions to the completion thread even when it is
+    // idle: under load the next commit should not wait for thousands of
+    // callbacks.
     {
       std::lock_guard<std::mutex> l(completion_mu_);
-      completions_.push_back([this, finished, statuses, events] {
-        if (listener_ && !events->empty()) listener_(*events);
-        for (size_t i = 0; i < finished->size(); ++i) {
-          if ((*finished)[i].done) (*finished)[i].done((*statuses)[i]);
-        }
-      });
+      completions_.push_back(std::move(completion));
     }
     completion_cv_.notify_one();
-    batch.clear();
-    results.clear();
+    std::lock_guard<std::mutex> l(queue_mu_);
+    committing_ = false;
   }
+}
+
+std::function<void()> Store::CommitBatch(std::vector<Write> batch) {
+  Txn txn(*writer_db_);
+  absl::Status begin = RunCached(*writer_db_, "BEGIN IMMEDIATE");
+  std::vector<absl::Status> results;
+  results.reserve(batch.size());
+  for (Write& w : batch) {
+    if (!begin.ok()) {
+      results.push_back(begin);
+      continue;
+    }
+    // A savepoint per write: one bad write must not undo its neighbours.
+    size_t events_before = txn.events.size();
+    absl::Status s = RunCached(*writer_db_, "SAVEPOINT w");
+    if (s.ok()) s = w.apply(txn);
+    if (s.ok()) {
+      s = RunCached(*writer_db_, "RELEASE w");
+    } else {
+      (void)RunCached(*writer_db_, "ROLLBACK TO w");
+      (void)RunCached(*writer_db_, "RELEASE w");
+      txn.events.resize(events_before);
+    }
+    results.push_back(s);
+  }
+  if (begin.ok()) {
+    absl::Status commit = RunCached(*writer_db_, "COMMIT");
+    if (!commit.ok()) {
+      (void)RunCached(*writer_db_, "ROLLBACK");
+      txn.events.clear();
+      for (auto& r : results) {
+        if (r.ok()) r = commit;
+      }
+    }
+  }
+  auto finished = std::make_shared<std::vector<Write>>(std::move(batch));
+  auto statuses = std::make_shared<std::vector<absl::Status>>(std::move(results));
+  auto events = std::make_shared<std::vector<JobEvent>>(std::move(txn.events));
+  return [this, finished, statuses, events] {
+    if (listener_ && !events->empty()) listener_(*events);
+    for (size_t i = 0; i < finished->size(); ++i) {
+      if ((*finished)[i].done) (*finished)[i].done((*statuses)[i]);
+    }
+  };
+}
+
+// Called by the committing caller before it gives up committing_, so no later
+// commit can queue its completion ahead of this one.
+bool Store::ClaimOrQueueCompletion(std::function<void()>& completion) {
+  {
+    std::lock_guard<std::mutex> l(completion_mu_);
+    if (!completing_ && completions_.empty()) {
+      completing_ = true;
+      return true;
+    }
+    completions_.push_back(std::move(completion));
+  }
+  completion_cv_.notify_one();
+  return false;
+}
+
+void Store::RunClaimedCompletion(const std::function<void()>& completion) {
+  completion();
+  bool more;
+  {
+    std::lock_guard<std::mutex> l(completion_mu_);
+    completing_ = false;
+    more = !completions_.empty() || completion_stopping_;
+  }
+  if (more) completion_cv_.notify_one();
 }
 
 absl::StatusOr<Store::Reader> Store::AcquireReader() {
@@ -471,7 +536,8 @@ void Store::SubmitJob(NewJob job, std::function<void(absl::StatusOr<SubmitOutcom
          } else {
            done(std::move(*outcome));
          }
-       }});
+       }},
+      /*caller_may_commit=*/true);
 }
 
 absl::StatusOr<SubmitOutcome> Store::SubmitJobSync(NewJob job) {
@@ -743,7 +809,8 @@ void Store::AppendEvents(const std::string& job_id, int attempt, std::vector<Job
              }
              return absl::OkStatus();
            },
-           nullptr});
+           nullptr},
+          /*caller_may_commit=*/false);
 }
 
 absl::StatusOr<std::vector<JobEvent>> Store::ReadEvents(const std::string& job_id,

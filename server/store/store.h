@@ -8,9 +8,17 @@
 // concurrent submits share one fsync. Reads use a small pool of separate
 // connections (WAL lets them run beside the writer). Every method is
 // thread-safe. After each commit, the committed events go to the event
-// listener and then the writes' callbacks run, in commit order, on one
-// completion thread: answering thousands of RPCs is work the writer should
-// not wait for before its next commit.
+// listener and then the writes' callbacks run, in commit order.
+//
+// Who commits: a caller that waits for its write (SubmitJob, every *Sync
+// method) commits it on its own thread when no commit is under way, and runs
+// the callbacks there too when none are pending: a lone write then costs no
+// thread hand-off. Otherwise the write queues for the writer thread, whose
+// callbacks run on a completion thread so that answering thousands of RPCs
+// does not delay its next commit. Consequence for callers: a callback may run
+// on any thread that submits a write, so no one may hold a lock that a
+// callback (or the event listener) takes while calling a Store method, and a
+// callback must not wait for another write.
 #ifndef LOUPE_SERVER_STORE_STORE_H_
 #define LOUPE_SERVER_STORE_STORE_H_
 
@@ -102,8 +110,9 @@ class Store {
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
   ~Store();  // commits what is queued, then stops the writer
 
-  // Called on the completion thread after each commit that added events.
-  // Set before any write.
+  // Called after each commit that added events, in commit order, before that
+  // commit's callbacks (see the class comment for the thread). Set before any
+  // write.
   void SetEventListener(EventListener listener);
 
   // --- users and tokens -------------------------------------------------
@@ -114,7 +123,8 @@ class Store {
   absl::StatusOr<User> UserForTokenHash(const std::string& token_hash);
 
   // --- jobs ---------------------------------------------------------------
-  // Durable before `done` runs (on the completion thread; keep it short).
+  // Durable before `done` runs (possibly on this thread, before SubmitJob
+  // returns; keep it short).
   void SubmitJob(NewJob job, std::function<void(absl::StatusOr<SubmitOutcome>)> done);
   absl::StatusOr<SubmitOutcome> SubmitJobSync(NewJob job);
 
@@ -177,7 +187,16 @@ class Store {
   Store(std::string path, std::unique_ptr<Db> writer);
   void WriterLoop();
   void CompletionLoop();
-  void Enqueue(Write w);
+  // Queues `w`; with `caller_may_commit` (the caller is about to wait anyway)
+  // commits it on this thread when no commit is under way.
+  void Enqueue(Write w, bool caller_may_commit);
+  std::vector<Write> TakeBatchLocked();  // needs queue_mu_
+  // Applies and commits `batch`; returns what must run after the commit.
+  std::function<void()> CommitBatch(std::vector<Write> batch);
+  // True: the caller must run `completion` itself (RunClaimedCompletion);
+  // false: it was queued for the completion thread.
+  bool ClaimOrQueueCompletion(std::function<void()>& completion);
+  void RunClaimedCompletion(const std::function<void()>& completion);
   // Runs `apply` on the writer and waits for its commit.
   absl::Status WriteSync(std::function<absl::Status(Txn&)> apply);
 
@@ -193,12 +212,15 @@ class Store {
   std::condition_variable queue_cv_;
   std::deque<Write> queue_;  // guarded by queue_mu_
   bool stopping_ = false;    // guarded by queue_mu_
+  bool committing_ = false;  // guarded by queue_mu_; one commit at a time
   std::thread writer_;
 
   std::mutex completion_mu_;
   std::condition_variable completion_cv_;
   std::deque<std::function<void()>> completions_;  // guarded by completion_mu_
   bool completion_stopping_ = false;               // guarded by completion_mu_
+  // Some thread is running a completion; the next waits (commit order).
+  bool completing_ = false;  // guarded by completion_mu_
   std::thread completer_;
 
   std::mutex readers_mu_;

@@ -2,9 +2,12 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <set>
 #include <filesystem>
+#include <future>
+#include <map>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -38,6 +41,13 @@ class StoreTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
     store_->SetEventListener([this](const std::vector<loupe::v1::JobEvent>& e) {
+      // Progress mostly comes through the writer thread; delaying it gives a
+      // commit made later on a caller's thread the chance to overtake it.
+      if (slow_progress_ && std::any_of(e.begin(), e.end(), [](const auto& ev) {
+            return ev.has_progress();
+          })) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(3));
+      }
       std::lock_guard<std::mutex> l(mu_);
       published_.insert(published_.end(), e.begin(), e.end());
     });
@@ -67,6 +77,7 @@ class StoreTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   std::mutex mu_;
   std::vector<loupe::v1::JobEvent> published_;
+  std::atomic<bool> slow_progress_{false};
 };
 
 TEST_F(StoreTest, NewDatabaseIsAtLatestSchema) {
@@ -374,6 +385,59 @@ TEST_F(StoreTest, GroupCommitKeepsEveryConcurrentSubmit) {
   f.owner = "load";
   f.limit = 1000;
   EXPECT_EQ(store_->ListJobs(f)->jobs.size(), 800u);
+}
+
+// Writes commit on the writer thread or, when nothing else is committing, on
+// the caller's thread; either way the listener must see commits in order.
+// Each round, a progress event commits through the writer (fire and forget)
+// and is published slowly; the attempt's end then commits on this thread
+// while that publication may still be under way: it must wait its turn.
+TEST_F(StoreTest, CallerAndWriterCommitsPublishInCommitOrder) {
+  NewJob retried = Job("order");
+  retried.spec.set_max_attempts(1000);
+  const std::string id = Submit(std::move(retried));
+  slow_progress_ = true;
+  constexpr int kRounds = 30;
+  for (int attempt = 1; attempt <= kRounds; ++attempt) {
+    ASSERT_EQ(ClaimId(), id);
+    std::vector<loupe::v1::JobEvent> evs(1);
+    evs[0].mutable_progress()->set_step(attempt);
+    store_->AppendEvents(id, attempt, evs);
+    const int64_t progress_seq = 1 + (attempt - 1) * 3 + 2;
+    while (true) {  // committed, though perhaps not yet published
+      auto seen = store_->ReadEvents(id, progress_seq - 1, 1);
+      ASSERT_TRUE(seen.ok());
+      if (!seen->empty()) break;
+    }
+    AttemptOutcome retry;
+    retry.state = loupe::v1::QUEUED;
+    retry.error = "again";
+    ASSERT_TRUE(store_->FinishAttempt(id, attempt, retry).ok());
+  }
+  ASSERT_TRUE(store_->Flush().ok());
+  std::lock_guard<std::mutex> l(mu_);
+  int64_t last = 0;
+  for (const auto& e : published_) {
+    ASSERT_EQ(e.job_id(), id);
+    ASSERT_EQ(e.seq(), last + 1);
+    last = e.seq();
+  }
+  EXPECT_EQ(last, 1 + kRounds * 3);  // queued, then running + progress + queued
+}
+
+// A callback may run on the thread that submitted the write; it must be able
+// to queue further writes from there without deadlocking.
+TEST_F(StoreTest, CallbackMayQueueAnotherWrite) {
+  std::promise<std::string> second;
+  store_->SubmitJob(Job("chain"), [&](absl::StatusOr<SubmitOutcome> first) {
+    ASSERT_TRUE(first.ok());
+    store_->SubmitJob(Job("chain"), [&](absl::StatusOr<SubmitOutcome> r) {
+      second.set_value(r.ok() ? r->job.id() : "");
+    });
+  });
+  std::future<std::string> f = second.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(LooksLikeJobId(f.get()));
 }
 
 }  // namespace
