@@ -69,6 +69,20 @@ Job JobFromRow(const Stmt& st) {
   return j;
 }
 
+// One job by id, on the writer's connection or a reader's.
+absl::StatusOr<Job> ReadJob(Db& db, const std::string& id) {
+  static const std::string kSql = absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?");
+  auto st = db.Cached(kSql);
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, id);
+  absl::StatusOr<bool> row = (*st)->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  Job j = JobFromRow(**st);
+  (*st)->Reset();
+  return j;
+}
+
 // Runs a statement kept prepared on `db`: the writer's per-transaction and
 // per-write statements would otherwise be compiled thousands of times a second.
 absl::Status RunCached(Db& db, const std::string& sql) {
@@ -133,17 +147,7 @@ class Store::Txn {
     return Emit(job_id, attempt, std::move(e));
   }
 
-  absl::StatusOr<Job> LoadJob(const std::string& id) {
-    auto st = Sql(absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?"));
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, id);
-    absl::StatusOr<bool> row = (*st)->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-    Job j = JobFromRow(**st);
-    (*st)->Reset();
-    return j;
-  }
+  absl::StatusOr<Job> LoadJob(const std::string& id) { return ReadJob(db, id); }
 
   // Ends a job that is not running (QUEUED, or RUNNING after a restart).
   absl::Status EndJob(const std::string& id, int attempt, JobState state, const std::string& error) {
@@ -550,15 +554,7 @@ absl::StatusOr<SubmitOutcome> Store::SubmitJobSync(NewJob job) {
 absl::StatusOr<Job> Store::GetJob(const std::string& id) {
   auto r = AcquireReader();
   if (!r.ok()) return r.status();
-  auto st = r->db().Cached(absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?"));
-  if (!st.ok()) return st.status();
-  (*st)->Bind(1, id);
-  absl::StatusOr<bool> row = (*st)->Step();
-  if (!row.ok()) return row.status();
-  if (!*row) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-  Job j = JobFromRow(**st);
-  (*st)->Reset();
-  return j;
+  return ReadJob(r->db(), id);
 }
 
 absl::StatusOr<JobPage> Store::ListJobs(const JobFilter& f) {
