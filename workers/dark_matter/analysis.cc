@@ -431,9 +431,11 @@ absl::StatusOr<AnalysisReport> RunAnalyses(const AnalysisInputs& in, const Analy
       const SaeHandle& sae = *p.sae;
       torch::Tensor codes = sae.Encode(xs);
       torch::Tensor l0 = (codes > 0).sum(1);
-      torch::Tensor enc_hat = sae.Decode(codes);
-      torch::Tensor gp_hat = sae.Decode(GradientPursuit(xs, sae.W_dec(), sae.b_dec(), l0));
-      torch::Tensor ref_hat = sae.Decode(RefineOnSupport(xs, sae.W_dec(), sae.b_dec(), codes, 20));
+      torch::Tensor enc_hat = sae.Decode(codes, xs);
+      // Pursuit fits codes against the decoder in the SAE's input space.
+      const torch::Tensor target = sae.InputSpace(xs);
+      torch::Tensor gp_hat = sae.Decode(GradientPursuit(target, sae.W_dec(), sae.b_dec(), l0), xs);
+      torch::Tensor ref_hat = sae.Decode(RefineOnSupport(target, sae.W_dec(), sae.b_dec(), codes, 20), xs);
       auto fvu_of = [&](const torch::Tensor& h) { return Fvu(Rows(xs, inner.test), Rows(h, inner.test)); };
       double nl_enc = NAN, nl_gp = NAN, nl_ref = NAN, r2_enc = NAN, r2_gp = NAN;
       if (fits) {

@@ -1,6 +1,6 @@
 // The demo behind docs/jobs/sae.dark_matter.md, run through the kinds
 // directly (no server): lm.train on a corpus, TopK SAEs of several widths
-// trained on the model's activations with workers/sae's TopKTrainer (the
+// trained on the model's activations with workers/sae's SaeTrainer (the
 // sae.train kind had no language-model source when this was written), then
 // sae.dark_matter. Writes everything under OUT_DIR.
 //
@@ -22,8 +22,7 @@
 #include "workers/lm/tokenizer/tokenizer.h"
 #include "workers/runtime/testing/fake_job_context.h"
 #include "workers/sae/sae_model.h"
-#include "workers/sae/topk_sae.h"
-#include "workers/sae/topk_trainer.h"
+#include "workers/sae/sae_trainer.h"
 
 namespace fs = std::filesystem;
 using namespace loupe;
@@ -54,25 +53,22 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 void TrainSae(const torch::Tensor& x, int64_t d_sae, int64_t k, int64_t steps, uint64_t seed, const fs::path& dir,
               const std::string& hook) {
   at::Generator gen = at::detail::createCPUGenerator(seed);
-  sae::TopKSae m(x.size(1), d_sae, k, torch::kCPU, gen);
-  m.InitDecoderBias(x.slice(0, 0, 4096));
-  sae::TrainerOptions o;
+  sae::SaeTrainerOptions o;
+  o.architecture = sae::SaeArchitecture::kTopK;
+  o.d_in = x.size(1);
+  o.d_sae = d_sae;
+  o.k = k;
   o.lr = 2e-3;
   o.total_steps = steps;
   o.warmup_steps = 50;
-  sae::TopKTrainer trainer(&m, o);
-  sae::StepStats last;
+  sae::SaeTrainer trainer(o, torch::kCPU, gen);
+  trainer.InitDecoderBias(x.slice(0, 0, 4096));
+  sae::TrainStepStats last;
   for (int64_t s = 0; s < steps; ++s) {
     last = trainer.Step(
         x.index_select(0, torch::randint(x.size(0), {256}, gen, torch::TensorOptions().dtype(torch::kInt64))));
   }
-  sae::SaeModel out;
-  out.architecture = sae::SaeArchitecture::kTopK;
-  out.k = k;
-  out.W_enc = m.W_enc().detach().clone();
-  out.b_enc = m.b_enc().detach().clone();
-  out.W_dec = m.W_dec().detach().clone();
-  out.b_dec = m.b_dec().detach().clone();
+  sae::SaeModel out = trainer.Model();
   out.metadata = {{"hook_name", hook}};
   if (absl::Status s = sae::SaveSaeLensDir(dir.string(), out); !s.ok()) Die("save SAE", s);
   std::printf("  SAE %s d_sae %ld k %ld: last batch fvu %.4f dead %.3f\n", dir.filename().c_str(), (long)d_sae,

@@ -4,8 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "workers/dark_matter/decomposition.h"
-#include "workers/sae/topk_sae.h"
-#include "workers/sae/topk_trainer.h"
+#include "workers/sae/sae_trainer.h"
 
 namespace loupe::dark_matter {
 
@@ -22,13 +21,16 @@ absl::StatusOr<ErrorSaeResult> TrainErrorSae(const torch::Tensor& train, const t
   torch::Tensor x_train = train.to(torch::kFloat32);
   const int64_t d = x_train.size(1);
   at::Generator gen = at::detail::createCPUGenerator(options.seed);
-  sae::TopKSae model(d, options.d_sae, options.k, x_train.device(), gen);
-  model.InitDecoderBias(x_train.slice(0, 0, std::min<int64_t>(x_train.size(0), 4096)));
-  sae::TrainerOptions topt;
+  sae::SaeTrainerOptions topt;
+  topt.architecture = sae::SaeArchitecture::kTopK;
+  topt.d_in = d;
+  topt.d_sae = options.d_sae;
+  topt.k = options.k;
   topt.lr = options.lr;
   topt.total_steps = options.steps;
   topt.warmup_steps = std::min(options.warmup_steps, options.steps);
-  sae::TopKTrainer trainer(&model, topt);
+  sae::SaeTrainer trainer(topt, x_train.device(), gen);
+  trainer.InitDecoderBias(x_train.slice(0, 0, std::min<int64_t>(x_train.size(0), 4096)));
   ErrorSaeResult result;
   double tail_fvu = 0;
   int64_t tail_n = 0;
@@ -36,17 +38,17 @@ absl::StatusOr<ErrorSaeResult> TrainErrorSae(const torch::Tensor& train, const t
   for (int64_t step = 0; step < options.steps; ++step) {
     torch::Tensor idx = torch::randint(x_train.size(0), {options.batch_size}, gen,
                                        torch::TensorOptions().dtype(torch::kInt64));
-    sae::StepStats st = trainer.Step(x_train.index_select(0, idx.to(x_train.device())));
+    sae::TrainStepStats st = trainer.Step(x_train.index_select(0, idx.to(x_train.device())));
     if (step >= tail_from) tail_fvu += st.fvu, ++tail_n;
     if (options.progress && (step % 50 == 0 || step + 1 == options.steps)) {
       if (absl::Status s = options.progress(step + 1, options.steps); !s.ok()) return s;
     }
   }
   result.final_train_fvu = tail_n > 0 ? tail_fvu / static_cast<double>(tail_n) : 0;
-  result.sae = TopKHandle("error_sae", model.W_enc(), model.b_enc(), model.W_dec(), model.b_dec(), options.k);
+  result.sae = SaeHandle{"error_sae", trainer.Model()};
   torch::Tensor x_test = test.to(torch::kFloat32).to(x_train.device());
   torch::Tensor codes = result.sae.Encode(x_test);
-  result.fvu = Fvu(x_test, result.sae.Decode(codes));
+  result.fvu = Fvu(x_test, result.sae.Decode(codes, x_test));
   result.l0 = (codes > 0).sum(1).to(torch::kFloat64).mean().item<double>();
   result.dead_fraction = ((codes > 0).sum(0) == 0).to(torch::kFloat64).mean().item<double>();
   return result;

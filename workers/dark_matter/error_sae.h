@@ -6,8 +6,9 @@
 // Why training lives here: the job takes its SAEs as inputs and trains none
 // of them, except these, whose training data (error components of another
 // SAE) exist only inside the analysis. The optimisation itself is
-// workers/sae's TopKTrainer (the sparsify/OpenAI recipe: FVU loss, AuxK,
-// Adam with warmup and linear decay, unit-norm decoder, geometric-median
+// workers/sae's SaeTrainer with architecture topk (the sparsify/OpenAI
+// recipe: FVU loss, AuxK, Adam with warmup and linear decay, gradient
+// clipping at 1 as train_on_error.py, unit-norm decoder, geometric-median
 // b_dec); this file only feeds it batches of a fixed matrix and evaluates.
 //
 // One thread at a time (LibTorch's intra-op threads are the caller's).

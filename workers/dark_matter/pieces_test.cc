@@ -161,7 +161,7 @@ TEST_F(PiecesTest, RefiningOnTheEncoderSupportNeverIncreasesError) {
   SaeHandle sae = RandomSae(d, 128, 8);
   torch::Tensor x = torch::randn({n, d}) * 2;
   torch::Tensor codes = sae.Encode(x);
-  auto row_err = [&](const torch::Tensor& w) { return (x - sae.Decode(w)).pow(2).sum(1); };
+  auto row_err = [&](const torch::Tensor& w) { return (x - sae.Decode(w, x)).pow(2).sum(1); };
   torch::Tensor start = row_err(codes);
   torch::Tensor prev = start;
   for (int it : {1, 2, 5, 20}) {

@@ -21,8 +21,7 @@
 #include "workers/runtime/params.h"
 #include "workers/runtime/testing/fake_job_context.h"
 #include "workers/sae/sae_model.h"
-#include "workers/sae/topk_sae.h"
-#include "workers/sae/topk_trainer.h"
+#include "workers/sae/sae_trainer.h"
 
 namespace loupe {
 namespace {
@@ -44,23 +43,21 @@ std::string Text() {
 // A TopK SAE trained briefly on rows x (the recipe of workers/sae).
 sae::SaeModel TrainTopK(const torch::Tensor& x, int64_t d_sae, int64_t k, int64_t steps, uint64_t seed) {
   at::Generator gen = at::detail::createCPUGenerator(seed);
-  sae::TopKSae m(x.size(1), d_sae, k, torch::kCPU, gen);
-  m.InitDecoderBias(x.slice(0, 0, 2048));
-  sae::TrainerOptions o;
+  sae::SaeTrainerOptions o;
+  o.architecture = sae::SaeArchitecture::kTopK;
+  o.d_in = x.size(1);
+  o.d_sae = d_sae;
+  o.k = k;
   o.lr = 3e-3;
   o.total_steps = steps;
   o.warmup_steps = 20;
-  sae::TopKTrainer trainer(&m, o);
+  o.grad_clip_norm = 0;  // as the recipe this test was written against
+  sae::SaeTrainer trainer(o, torch::kCPU, gen);
+  trainer.InitDecoderBias(x.slice(0, 0, 2048));
   for (int64_t s = 0; s < steps; ++s) {
     trainer.Step(x.index_select(0, torch::randint(x.size(0), {256}, gen, torch::TensorOptions().dtype(torch::kInt64))));
   }
-  sae::SaeModel out;
-  out.architecture = sae::SaeArchitecture::kTopK;
-  out.k = k;
-  out.W_enc = m.W_enc().detach().clone();
-  out.b_enc = m.b_enc().detach().clone();
-  out.W_dec = m.W_dec().detach().clone();
-  out.b_dec = m.b_dec().detach().clone();
+  sae::SaeModel out = trainer.Model();
   return out;
 }
 

@@ -11,14 +11,22 @@ torch::Tensor SaeHandle::Encode(const torch::Tensor& x) const {
   return model.Encode(x);
 }
 
-torch::Tensor SaeHandle::Decode(const torch::Tensor& codes) const {
+torch::Tensor SaeHandle::Decode(const torch::Tensor& codes, const torch::Tensor& x) const {
   torch::NoGradGuard no_grad;
-  return model.Decode(codes);
+  return model.Denormalize(model.Decode(codes), x);
+}
+
+torch::Tensor SaeHandle::InputSpace(const torch::Tensor& x) const {
+  torch::NoGradGuard no_grad;
+  return model.Normalize(x);
 }
 
 torch::Tensor SaeHandle::Reconstruct(const torch::Tensor& x, int64_t chunk) const {
   std::vector<torch::Tensor> parts;
-  for (int64_t i = 0; i < x.size(0); i += chunk) parts.push_back(Decode(Encode(x.slice(0, i, i + chunk))));
+  for (int64_t i = 0; i < x.size(0); i += chunk) {
+    const torch::Tensor rows = x.slice(0, i, i + chunk);
+    parts.push_back(Decode(Encode(rows), rows));
+  }
   return parts.empty() ? torch::empty_like(x) : torch::cat(parts, 0);
 }
 

@@ -30,8 +30,12 @@ struct SaeHandle {
 
   // Dense codes [n, d_sae] (>= 0) of rows x [n, d_in].
   torch::Tensor Encode(const torch::Tensor& x) const;
-  // codes [n, d_sae] → [n, d_in].
-  torch::Tensor Decode(const torch::Tensor& codes) const;
+  // codes [n, d_sae] of rows x → x^ [n, d_in] in x's space (the SAE's
+  // per-row input normalisation, if any, undone with x's statistics).
+  torch::Tensor Decode(const torch::Tensor& codes, const torch::Tensor& x) const;
+  // x as the SAE's decoder sees it (normalised rows for a layer_norm SAE):
+  // the target of codes built directly against W_dec and b_dec.
+  torch::Tensor InputSpace(const torch::Tensor& x) const;
   // Decode(Encode(x)), in chunks of `chunk` rows.
   torch::Tensor Reconstruct(const torch::Tensor& x, int64_t chunk = 4096) const;
   // Per-row count of non-zero codes, float32 [n].

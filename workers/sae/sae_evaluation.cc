@@ -38,7 +38,7 @@ absl::StatusOr<SaeEvalMetrics> EvaluateSae(const SaeModel& model, OpenedSource& 
     absl::StatusOr<torch::Tensor> x = source.eval->Next(n);
     if (!x.ok()) return x.status();
     torch::Tensor z = model.Encode(*x);
-    torch::Tensor x_hat = model.Decode(z);
+    torch::Tensor x_hat = model.Denormalize(model.Decode(z), *x);
     fvu.Add(*x, x_hat);
     err += (*x - x_hat).pow(2).sum().item<double>();
     norm += x->pow(2).sum().item<double>();

@@ -298,29 +298,3 @@ TEST(SaeKinds, SaeEvalRefusesAMismatchedSae) {
 }  // namespace
 }  // namespace loupe
 
-namespace loupe {
-namespace {
-
-// The acceptance measurement for docs/jobs/sae.train.md: every architecture
-// with every parameter at its default. Slow (about a minute each under
-// load), so not part of the suite: run with
-//   sae_test --gtest_also_run_disabled_tests --gtest_filter='*DefaultsPerArchitecture*'
-TEST(SaeKinds, DISABLED_DefaultsPerArchitecture) {
-  at::set_num_threads(1);
-  std::unique_ptr<JobKind> kind = MakeSaeTrainKind();
-  for (const char* arch : {"relu", "topk", "batchtopk", "jumprelu"}) {
-    absl::StatusOr<v1::SaeTrainParams> p = Params<v1::SaeTrainParams>(*kind, {{"architecture", arch}});
-    ASSERT_TRUE(p.ok());
-    testing::FakeJobContext ctx;
-    const auto start = std::chrono::steady_clock::now();
-    ASSERT_TRUE(kind->Run(*p, ctx).ok());
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("%-10s %.1f s  mmcs %.4f  fvu %.4f  nmse %.4f  l0 %.2f  dead_fraction %.3f\n", arch, s,
-                ctx.results.at("mmcs"), ctx.results.at("fvu"), ctx.results.at("nmse"), ctx.results.at("l0"),
-                ctx.results.at("dead_fraction"));
-    EXPECT_GT(ctx.results.at("mmcs"), 0.8) << arch;
-  }
-}
-
-}  // namespace
-}  // namespace loupe

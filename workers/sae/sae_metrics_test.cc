@@ -6,7 +6,9 @@
 #include <cmath>
 
 #include "gtest/gtest.h"
-#include "workers/sae/sae_eval.h"
+#include "workers/sae/sae_evaluation.h"
+#include "workers/sae/sae_sources.h"
+#include "workers/sae/sae_trainer.h"
 
 namespace loupe::sae {
 namespace {
@@ -74,29 +76,40 @@ TEST(DeadLatentTracker, LatentsDieAfterWindowWithoutFiring) {
   EXPECT_TRUE(torch::equal(tracker.DeadMask(), torch::tensor({false, true, true, false})));
 }
 
-TEST(EvaluateHeldOut, ScoresFreshSamplesAndStopsWhenAsked) {
+TEST(EvaluateSae, ScoresFreshSamplesInChunksAndStopsWhenAsked) {
   SyntheticOptions o;
   o.d_model = 16;
   o.n_features = 32;
   o.firing_probability = 0.1;
-  SyntheticSource source(o, at::make_generator<at::CPUGeneratorImpl>(1), torch::kCPU);
+  auto source = std::make_shared<SyntheticSource>(o, at::make_generator<at::CPUGeneratorImpl>(1), torch::kCPU);
+  OpenedSource opened;
+  opened.eval = std::make_unique<SyntheticStream>(source);
+  opened.d_model = 16;
+  opened.ground_truth = source->features();
   at::Generator g = at::make_generator<at::CPUGeneratorImpl>(2);
-  TopKSae model(16, 64, 4, torch::kCPU, g);
+  SaeTrainerOptions to;
+  to.d_in = 16;
+  to.d_sae = 64;
+  to.k = 4;
+  const SaeModel model = SaeTrainer(to, torch::kCPU, g).Model();
+  SaeEvalOptions eo;
+  eo.rows = 5000;
   int checks = 0;
-  absl::StatusOr<HeldOutMetrics> m = EvaluateHeldOut(model, source, 5000, [&] {
+  absl::StatusOr<SaeEvalMetrics> m = EvaluateSae(model, opened, eo, [&] {
     ++checks;
     return absl::OkStatus();
   });
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(checks, 2);  // chunks of 4096
-  EXPECT_EQ(m->samples, 5000);
+  EXPECT_EQ(m->rows, 5000);
   EXPECT_GT(m->fvu, 0.0);
   EXPECT_LE(m->l0, 4.0);
   EXPECT_GE(m->dead_fraction, 0.0);
   EXPECT_LT(m->dead_fraction, 1.0);
+  EXPECT_TRUE(m->has_mmcs);
 
-  absl::StatusOr<HeldOutMetrics> cancelled =
-      EvaluateHeldOut(model, source, 5000, [] { return absl::CancelledError("job cancelled"); });
+  absl::StatusOr<SaeEvalMetrics> cancelled =
+      EvaluateSae(model, opened, eo, [] { return absl::CancelledError("job cancelled"); });
   EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
 }
 

@@ -41,6 +41,15 @@ absl::StatusOr<SaeModel> FromSaeLens(SaeLensSae s, const std::string& where) {
   }
   m.k = s.cfg.k;
   m.apply_b_dec_to_input = s.cfg.apply_b_dec_to_input;
+  // "expected_average_only_in" is a dataset-wide scale SAELens folds into
+  // the weights when it saves for inference; "layer_norm" works per row.
+  if (s.cfg.normalize_activations == "layer_norm") {
+    m.input_norm = InputNorm::kLayerNorm;
+  } else if (s.cfg.normalize_activations == "constant_norm_rescale") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": normalize_activations \"constant_norm_rescale\" is not supported (supported: none, "
+               "expected_average_only_in with the scale folded in, layer_norm)"));
+  }
   m.metadata = s.cfg.metadata;
   if (absl::Status st = m.Validate(); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", st.message()));
@@ -149,7 +158,21 @@ absl::Status SaeModel::Validate() const {
   return absl::OkStatus();
 }
 
-torch::Tensor SaeModel::PreActivations(const torch::Tensor& x) const {
+NormalizedRows LayerNormRows(const torch::Tensor& x) {
+  NormalizedRows r;
+  r.mean = x.mean(1, true);
+  const torch::Tensor centred = x - r.mean;
+  r.std = centred.std(1, /*unbiased=*/true, /*keepdim=*/true);
+  r.x = centred / (r.std + 1e-5);
+  return r;
+}
+
+torch::Tensor SaeModel::Normalize(const torch::Tensor& x) const {
+  return input_norm == InputNorm::kLayerNorm ? LayerNormRows(x).x : x;
+}
+
+torch::Tensor SaeModel::PreActivations(const torch::Tensor& x_given) const {
+  const torch::Tensor x = Normalize(x_given);
   const torch::Tensor in = apply_b_dec_to_input ? x - b_dec : x;
   return torch::addmm(b_enc, in, W_enc);
 }
@@ -172,6 +195,12 @@ torch::Tensor SaeModel::Encode(const torch::Tensor& x) const {
 }
 
 torch::Tensor SaeModel::Decode(const torch::Tensor& z) const { return torch::addmm(b_dec, z, W_dec); }
+
+torch::Tensor SaeModel::Denormalize(const torch::Tensor& out, const torch::Tensor& x) const {
+  if (input_norm == InputNorm::kNone) return out;
+  const NormalizedRows n = LayerNormRows(x);
+  return out * n.std + n.mean;
+}
 
 SaeModel SaeModel::To(torch::Device device) const {
   SaeModel m = *this;
@@ -213,6 +242,7 @@ absl::Status SaveSaeLensDir(const std::string& dir, const SaeModel& given) {
   cfg.d_in = m.d_in();
   cfg.d_sae = m.d_sae();
   cfg.apply_b_dec_to_input = m.apply_b_dec_to_input;
+  if (m.input_norm == InputNorm::kLayerNorm) cfg.normalize_activations = "layer_norm";
   cfg.metadata = m.metadata.is_object() ? m.metadata : nlohmann::json::object();
   SaeLensWeights w{m.W_enc, m.W_dec, m.b_enc, m.b_dec, {}};
   switch (m.architecture) {

@@ -65,6 +65,33 @@ TEST(SaeModelTest, EncodeFollowsEachArchitecture) {
   EXPECT_TRUE(torch::allclose(m.Decode(z), torch::matmul(z, m.W_dec) + m.b_dec, 1e-5, 1e-6));
 }
 
+TEST(SaeModelTest, LayerNormInputIsStandardisedAndMappedBackLikeSaeLens) {
+  SaeModel m = RandomModel(SaeArchitecture::kRelu);
+  m.input_norm = InputNorm::kLayerNorm;
+  torch::Tensor x = torch::randn({7, 6}) * 3 + 1;
+  x[2].zero_();  // an all-zero row stays finite
+  // SAELens's run_time_activation_ln_in / _out, written out.
+  torch::Tensor mu = x.mean(1, true);
+  torch::Tensor std = (x - mu).std(1, true, true);
+  torch::Tensor n = (x - mu) / (std + 1e-5);
+  torch::Tensor z = torch::relu(torch::matmul(n - m.b_dec, m.W_enc) + m.b_enc);
+  torch::Tensor want = (torch::matmul(z, m.W_dec) + m.b_dec) * std + mu;
+  EXPECT_TRUE(torch::allclose(m.Encode(x), z, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(m.Reconstruct(x), want, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::isfinite(m.Reconstruct(x)).all().item<bool>());
+  // Scale- and shift-invariant codes.
+  EXPECT_TRUE(torch::allclose(m.Encode(x * 5 - 2), z, 1e-4, 1e-5));
+
+  const fs::path dir = TempDir("layer_norm");
+  ASSERT_TRUE(SaveSaeLensDir(dir.string(), m).ok());
+  EXPECT_EQ(ReadJson(dir / kSaeConfigFile)["normalize_activations"], "layer_norm");
+  absl::StatusOr<SaeModel> back = LoadSae(dir.string());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->input_norm, InputNorm::kLayerNorm);
+  EXPECT_TRUE(torch::allclose(back->Reconstruct(x), want, 1e-5, 1e-5));
+  fs::remove_all(dir);
+}
+
 TEST(SaeModelTest, SaeLensRoundTripForEveryArchitecture) {
   const std::pair<SaeArchitecture, const char*> cases[] = {{SaeArchitecture::kRelu, "standard"},
                                                            {SaeArchitecture::kTopK, "topk"},

@@ -111,9 +111,11 @@ class SaeTrainKind : public TypedJobKind<SaeTrainParams> {
                     "0.2", 0, 1),
         NumberParam("grad_clip_norm", "Clip the global gradient norm to this (0: no clipping)", "1", 0, 1e6),
         ChoiceParam("normalize_activations",
-                    "'none', or 'expected_average_only_in' (SAELens): scale inputs so E||x|| = sqrt(d_model) "
-                    "while training; the saved SAE has the scale folded into its weights",
-                    "none", {"none", "expected_average_only_in"}),
+                    "'none'; 'expected_average_only_in' (SAELens): scale inputs so E||x|| = sqrt(d_model) "
+                    "while training, the saved SAE has the scale folded into its weights; 'layer_norm' "
+                    "(SAELens; Bussmann et al.'s input_unit_norm): standardise every row, and map the "
+                    "reconstruction back, in training and in the saved SAE",
+                    "layer_norm", {"none", "expected_average_only_in", "layer_norm"}),
         NumberParam("eval_tokens", "Held-out rows scored after training (0: automatic)", "0", 0, 1e9),
         NumberParam("eval_sequences", "source=lm: held-out sequences spliced for ce_loss_score and kl_div "
                                       "(0: none)",
@@ -248,6 +250,7 @@ class SaeTrainKind : public TypedJobKind<SaeTrainParams> {
     to.l0_coefficient = p.l0_coefficient();
     to.bandwidth = p.jumprelu_bandwidth();
     to.init_threshold = p.jumprelu_init_threshold();
+    if (p.normalize_activations() == "layer_norm") to.input_norm = sae::InputNorm::kLayerNorm;
     sae::SaeTrainer trainer(to, device, init_gen);
 
     // A first sample sets the normalisation scale and b_dec (geometric

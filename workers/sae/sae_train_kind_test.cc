@@ -96,7 +96,7 @@ TEST(SaeTrainKind, RefusesBadParametersNamingThem) {
               HasSubstr("sae.train parameter 'model': is required with source=lm"));
   EXPECT_THAT(error({{"source", "lm"}, {"model", "job:m"}, {"corpus", "dataset:c"}, {"hook", "resid_sideways"}}),
               HasSubstr("sae.train parameter 'hook': "));
-  EXPECT_THAT(error({{"normalize_activations", "layer_norm"}}), HasSubstr("'normalize_activations'"));
+  EXPECT_THAT(error({{"normalize_activations", "batch_norm"}}), HasSubstr("'normalize_activations'"));
   EXPECT_TRUE(Params({}, *kind).ok());
 }
 
@@ -218,7 +218,7 @@ TEST_F(DefaultRunTest, WritesSaeLensArtifacts) {
   EXPECT_EQ(cfg["dtype"], "float32");
   EXPECT_EQ(cfg["device"], "cpu");
   EXPECT_EQ(cfg["apply_b_dec_to_input"], true);
-  EXPECT_EQ(cfg["normalize_activations"], "none");
+  EXPECT_EQ(cfg["normalize_activations"], "layer_norm");
   EXPECT_EQ(cfg["reshape_activations"], "none");
   EXPECT_EQ(cfg["metadata"]["model_name"], "synthetic");
   EXPECT_EQ(cfg["metadata"]["hook_name"], "synthetic");

@@ -7,14 +7,21 @@
 //             divided by the batch's RMS centred norm so the coefficient does
 //             not depend on the activations' scale), l1 warmed up linearly
 //             over l1_warmup_steps.
-//   topk      loss = FVU + auxk * AuxK (Gao et al. 2024); the decoder reads
-//             only the k active rows per sample (gather), forward and backward.
+//   topk      loss = FVU + auxk * AuxK (Gao et al. 2024).
 //   batchtopk the top k × batch activations of the whole batch (Bussmann et
 //             al. 2024) + AuxK; the inference threshold is an exponential
 //             moving average of the smallest activation kept per batch.
 //   jumprelu  loss = FVU + l0_coefficient * (L0 / target_l0 - 1)^2 with the
 //             straight-through estimators of jumprelu.h; the threshold is
 //             learned as log-threshold.
+// input_norm = layer_norm: every row is standardised (sae_model.h's
+// LayerNormRows) before anything else, so the SAE is trained, and the
+// statistics reported, in the normalised space; Model() carries the flag so
+// inference normalises and maps back the same way. BatchTopK needs this when
+// row norms vary a lot: its batch-wide competition ranks raw activations,
+// and while the encoder is not yet selective every latent's activation on a
+// row scales with that row's norm, so the largest-norm rows take most of the
+// k x batch slots and low-norm rows get none (docs/jobs/sae.train.md).
 // Shared: FVU = sum ||x - x^||^2 / sum ||x - mean(x)||^2 (scale-free MSE);
 // decoder rows kept at unit norm, with each row's gradient component along
 // the row removed before the step; b_dec from the geometric median of a
@@ -23,6 +30,10 @@
 // decay_fraction of the steps; global gradient-norm clipping.
 // AuxK (topk, batchtopk): the top k_aux = min(d_in/2, #dead) dead latents
 // reconstruct the residual x - x^ (detached), scaled by min(#dead/(d_in/2), 1).
+// Speed (topk, batchtopk): the one dense product is the encoder's forward
+// matmul; the kept pre-activations carry the gradients alone
+// (gathered_linear.h) and the decoder sums only the kept latents' rows, so
+// no [batch, d_sae] matrix is built for the backward pass or the decoder.
 //
 // Owns its parameters (on `device`); not thread-safe (one caller).
 #ifndef LOUPE_WORKERS_SAE_SAE_TRAINER_H_
@@ -61,6 +72,7 @@ struct SaeTrainerOptions {
   double bandwidth = 0.05;         // jumprelu
   double init_threshold = 0.1;     // jumprelu
   double threshold_momentum = 0.99;  // batchtopk's moving average
+  InputNorm input_norm = InputNorm::kNone;
 };
 
 struct TrainStepStats {
@@ -79,7 +91,7 @@ class SaeTrainer {
  public:
   SaeTrainer(const SaeTrainerOptions& options, torch::Device device, at::Generator& init_gen);
 
-  // b_dec := geometric median of `x` ([n, d_in]).
+  // b_dec := geometric median of `x` ([n, d_in], normalised per input_norm).
   void InitDecoderBias(const torch::Tensor& x);
   TrainStepStats Step(const torch::Tensor& x);
   double LearningRate(int64_t step) const;
@@ -98,13 +110,18 @@ class SaeTrainer {
   absl::Status LoadState(const std::map<std::string, torch::Tensor>& state);
 
  private:
-  torch::Tensor AuxK(const torch::Tensor& x, const torch::Tensor& x_hat, const torch::Tensor& pre,
-                     const torch::Tensor& dead, int64_t n_dead);
+  // pre: the step's pre-activations (without autograd); xc = x - b_dec.
+  torch::Tensor AuxK(const torch::Tensor& x, const torch::Tensor& xc, const torch::Tensor& x_hat,
+                     const torch::Tensor& pre, const torch::Tensor& dead, int64_t n_dead);
   std::vector<torch::Tensor> Parameters() const;
+  torch::Tensor Normalized(const torch::Tensor& x) const;
 
   SaeTrainerOptions options_;
-  torch::Tensor W_enc_, b_enc_, W_dec_, b_dec_, log_threshold_;
+  // encoder_ is W_enc transposed, [d_sae, d_in]: each latent's encoder
+  // weights contiguous, as the sparse backward pass reads and writes them.
+  torch::Tensor encoder_, b_enc_, W_dec_, b_dec_, log_threshold_;
   torch::Tensor batch_threshold_;  // [] float, batchtopk; negative until first step
+  torch::Tensor pre_buffer_;      // topk/batchtopk pre-activations, reused across steps
   std::unique_ptr<torch::optim::Adam> adam_;
   DeadLatentTracker dead_;
   int64_t step_ = 0;

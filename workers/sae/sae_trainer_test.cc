@@ -5,7 +5,9 @@
 
 #include <cstdlib>
 
+#include "workers/sae/geometric_median.h"
 #include "workers/sae/jumprelu.h"
+#include "workers/sae/gathered_linear.h"
 #include "workers/sae/sae_metrics.h"
 #include "workers/sae/synthetic_source.h"
 
@@ -51,6 +53,139 @@ TrainedRun TrainOnSynthetic(SaeArchitecture arch, int64_t steps, SaeTrainerOptio
   std::cerr << ArchitectureName(arch) << ": mmcs " << r.mmcs << " fvu " << r.fvu << " l0 " << r.l0
             << " (train fvu " << last.fvu << ", l0 " << last.l0 << ")\n";
   return r;
+}
+
+TEST(GeometricMedian, FindsTheFermatPointOfATriangle) {
+  // All angles < 120°, so the median is the Fermat point, where the unit
+  // vectors to the vertices are 120° apart. Reference: 10^5 Weiszfeld steps
+  // in numpy float64.
+  torch::Tensor pts = torch::tensor({{0.0, 0.0}, {4.0, 0.0}, {1.0, 3.0}}, torch::kDouble);
+  torch::Tensor m = GeometricMedian(pts);
+  EXPECT_NEAR(m[0].item<double>(), 1.3021694792519622, 1e-5);
+  EXPECT_NEAR(m[1].item<double>(), 1.0467457811220569, 1e-5);
+  torch::Tensor u = pts - m;
+  u = u / u.norm(2, 1, true);
+  torch::Tensor cos = torch::mm(u, u.t());
+  EXPECT_NEAR(cos[0][1].item<double>(), -0.5, 1e-4);
+  EXPECT_NEAR(cos[1][2].item<double>(), -0.5, 1e-4);
+}
+
+TEST(GeometricMedian, IsTheMedianOnALineAndIgnoresOutliers) {
+  // Collinear points: the 1-D median (a data point, where Weiszfeld's
+  // weights are singular).
+  torch::Tensor line = torch::tensor({{0.f, 5.f}, {1.f, 5.f}, {2.f, 5.f}, {3.f, 5.f}, {100.f, 5.f}});
+  torch::Tensor m = GeometricMedian(line);
+  EXPECT_EQ(m.scalar_type(), torch::kFloat);
+  EXPECT_NEAR(m[0].item<float>(), 2.0f, 1e-3);
+  EXPECT_NEAR(m[1].item<float>(), 5.0f, 1e-5);
+
+  // A symmetric cloud around (1, -1) plus 5% far outliers: the mean moves
+  // ~50 away, the median stays within the cloud.
+  torch::manual_seed(0);
+  torch::Tensor cloud = torch::randn({950, 2}) * 0.1 + torch::tensor({1.0f, -1.0f});
+  torch::Tensor outliers = torch::full({50, 2}, 1000.0f);
+  torch::Tensor all = torch::cat({cloud, outliers});
+  EXPECT_GT((all.mean(0) - torch::tensor({1.0f, -1.0f})).norm().item<float>(), 40.0f);
+  EXPECT_LT((GeometricMedian(all) - torch::tensor({1.0f, -1.0f})).norm().item<float>(), 0.05f);
+
+  EXPECT_TRUE(torch::equal(GeometricMedian(torch::full({4, 3}, 2.5f)), torch::full({3}, 2.5f)));
+}
+
+TEST(GatheredLinearTest, GradientsMatchTheDenseComputation) {
+  torch::manual_seed(7);
+  const int64_t n = 9, d = 5, m = 12;
+  const torch::Tensor x0 = torch::randn({n, d}), w0 = torch::randn({d, m}), b0 = torch::randn({m});
+  const torch::Tensor t0 = torch::randn({m, d}), c = torch::randn({20});
+  // 20 entries, rows ascending, row 4 and the last row without any, one
+  // latent picked twice in a row.
+  torch::Tensor rows = std::get<0>(torch::cat({torch::randint(0, 4, {10}), torch::randint(5, n - 1, {10})}).sort());
+  torch::Tensor cols = torch::randint(m, {20});
+  cols[1] = cols[0], rows[1] = rows[0];
+  torch::Tensor dense_grads[4], gathered_grads[4];
+  for (int which = 0; which < 2; ++which) {
+    torch::Tensor x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true),
+                  b = b0.clone().requires_grad_(true), table = t0.clone().requires_grad_(true);
+    torch::Tensor picked, decoded;
+    if (which == 0) {
+      picked = torch::addmm(b, x, w).index({rows, cols});
+      torch::Tensor z = torch::zeros({n, m}).index_put({rows, cols}, picked.tanh(), /*accumulate=*/true);
+      decoded = torch::mm(z, table);
+    } else {
+      torch::Tensor pre;
+      {
+        torch::NoGradGuard ng;
+        pre = torch::addmm(b, x, w);
+      }
+      picked = GatheredLinear(pre, b, x, w.t().contiguous(), rows, cols);
+      decoded = SumRowsOfTable(table, rows, cols, picked.tanh(), n);
+    }
+    ((picked * c).sum() + decoded.pow(2).sum()).backward();
+    torch::Tensor* out = which == 0 ? dense_grads : gathered_grads;
+    out[0] = b.grad(), out[1] = x.grad(), out[2] = w.grad(), out[3] = table.grad();
+  }
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(torch::allclose(dense_grads[i], gathered_grads[i], 1e-4, 1e-5)) << i;
+  }
+}
+
+TEST(SaeTrainerTest, InitialisesEncoderAsDecoderTransposeWithUnitRows) {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(1);
+  SaeTrainerOptions o;
+  o.d_in = 8;
+  o.d_sae = 32;
+  o.k = 4;
+  const SaeModel m = SaeTrainer(o, torch::kCPU, g).Model();
+  EXPECT_EQ(m.W_enc.sizes(), (std::vector<int64_t>{8, 32}));
+  EXPECT_EQ(m.W_dec.sizes(), (std::vector<int64_t>{32, 8}));
+  EXPECT_TRUE(torch::allclose(m.W_dec.norm(2, 1), torch::ones({32})));
+  EXPECT_TRUE(torch::equal(m.W_enc, m.W_dec.t()));
+  EXPECT_TRUE(torch::equal(m.b_enc, torch::zeros({32})));
+}
+
+TEST(SaeTrainerTest, WarmsUpHoldsAndDecaysTheLearningRate) {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(4);
+  SaeTrainerOptions o;
+  o.d_in = 4;
+  o.d_sae = 8;
+  o.k = 2;
+  o.lr = 1.0;
+  o.warmup_steps = 10;
+  o.total_steps = 100;  // decay over the last 20 steps
+  SaeTrainer t(o, torch::kCPU, g);
+  EXPECT_DOUBLE_EQ(t.LearningRate(1), 0.1);
+  EXPECT_DOUBLE_EQ(t.LearningRate(10), 1.0);
+  EXPECT_DOUBLE_EQ(t.LearningRate(80), 1.0);
+  EXPECT_DOUBLE_EQ(t.LearningRate(81), 1.0);
+  EXPECT_DOUBLE_EQ(t.LearningRate(91), 0.5);
+  EXPECT_DOUBLE_EQ(t.LearningRate(100), 0.05);
+}
+
+TEST(SaeTrainerTest, KeepsDecoderRowsUnitNormAndReducesTheLoss) {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);
+  torch::manual_seed(5);
+  torch::Tensor basis = torch::randn({16, 8});
+  auto batch = [&] { return torch::mm(torch::relu(torch::randn({64, 16}) - 1.0), basis); };
+  for (SaeArchitecture arch : {SaeArchitecture::kTopK, SaeArchitecture::kBatchTopK}) {
+    SCOPED_TRACE(ArchitectureName(arch));
+    SaeTrainerOptions o;
+    o.architecture = arch;
+    o.d_in = 8;
+    o.d_sae = 32;
+    o.k = 4;
+    o.lr = 1e-2;
+    o.warmup_steps = 5;
+    o.total_steps = 150;
+    o.dead_window_tokens = 256;
+    SaeTrainer t(o, torch::kCPU, g);
+    t.InitDecoderBias(batch());
+    TrainStepStats first = t.Step(batch()), last;
+    for (int i = 1; i < o.total_steps; ++i) last = t.Step(batch());
+    EXPECT_EQ(last.step, 150);
+    EXPECT_LT(last.fvu, first.fvu);
+    EXPECT_LE(last.l0, 4.0 + 1e-9);
+    torch::Tensor norms = t.W_dec().detach().norm(2, 1);
+    EXPECT_LT((norms - 1).abs().max().item<float>(), 1e-5);
+  }
 }
 
 TEST(SaeTrainerTest, TopKLearnsGroundTruth) {

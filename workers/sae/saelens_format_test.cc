@@ -9,7 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "workers/common/safetensors_torch.h"
-#include "workers/sae/topk_sae.h"
+#include "workers/sae/sae_model.h"
 
 namespace loupe::sae {
 namespace {
@@ -88,11 +88,10 @@ TEST_F(SaeLensFormatTest, RoundTripsWeightsAndConfig) {
   EXPECT_EQ((*f)->metadata().at("format"), "pt");
 
   // And they load into a working SAE.
-  absl::StatusOr<TopKSae> sae =
-      TopKSae::FromWeights(back->weights.W_enc, back->weights.b_enc, back->weights.W_dec, back->weights.b_dec,
-                           back->cfg.k);
+  absl::StatusOr<SaeModel> sae = LoadSae(dir_);
   ASSERT_TRUE(sae.ok()) << sae.status();
-  EXPECT_EQ(sae->Encode(torch::randn({2, 6})).values.size(1), 3);
+  EXPECT_EQ(sae->architecture, SaeArchitecture::kTopK);
+  EXPECT_EQ((sae->Encode(torch::randn({2, 6})) != 0).sum(1).max().item<int64_t>(), 3);
 }
 
 TEST_F(SaeLensFormatTest, WriterChecksShapes) {
