@@ -34,6 +34,10 @@ class LmStream : public ActivationStream {
     return b->acts;
   }
   int64_t d_model() const override { return source_->d_model(); }
+  std::map<std::string, torch::Tensor> Position() const override { return source_->Position(); }
+  absl::Status Restore(const std::map<std::string, torch::Tensor>& position) override {
+    return source_->Restore(position);
+  }
 
  private:
   std::unique_ptr<lm::ActivationSource> source_;

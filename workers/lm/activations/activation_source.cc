@@ -1,6 +1,7 @@
 #include "workers/lm/activations/activation_source.h"
 
 #include <algorithm>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -112,6 +113,7 @@ int64_t ActivationSource::rows_per_epoch() const {
 
 absl::Status ActivationSource::Refill() {
   const int64_t n_seq = sequences_.size(0);
+  const int64_t first = next_sequence_;
   const int64_t take = std::min(options_.batch_sequences, n_seq - next_sequence_);
   const torch::Tensor batch = sequences_.slice(0, next_sequence_, next_sequence_ + take);
   next_sequence_ += take;
@@ -124,12 +126,18 @@ absl::Status ActivationSource::Refill() {
   const int64_t skip = options_.skip_positions;
   torch::Tensor rows = acts->slice(1, skip).reshape({-1, acts->size(2)});
   torch::Tensor ids = batch.slice(1, skip).reshape({-1});
+  const int64_t T = sequences_.size(1);
+  torch::Tensor keys =
+      (torch::arange(first, first + take, torch::kLong).unsqueeze(1) * T + torch::arange(skip, T, torch::kLong))
+          .reshape({-1});
   if (pending_acts_.defined() && pending_acts_.size(0) > 0) {
     pending_acts_ = torch::cat({pending_acts_, rows}, 0);
     pending_ids_ = torch::cat({pending_ids_, ids}, 0);
+    pending_rows_ = torch::cat({pending_rows_, keys}, 0);
   } else {
     pending_acts_ = rows;
     pending_ids_ = ids;
+    pending_rows_ = keys;
   }
   return absl::OkStatus();
 }
@@ -148,6 +156,7 @@ absl::StatusOr<ActivationBatch> ActivationSource::Next(int64_t n) {
     out.token_ids = pending_ids_.slice(0, 0, n).clone();
     pending_acts_ = pending_acts_.slice(0, n);
     pending_ids_ = pending_ids_.slice(0, n);
+    pending_rows_ = pending_rows_.slice(0, n);
     return out;
   }
   // Draw n random rows from the buffer; the rest stay for later draws.
@@ -165,7 +174,66 @@ absl::StatusOr<ActivationBatch> ActivationSource::Next(int64_t n) {
   out.token_ids = pending_ids_.index_select(0, taken);
   pending_acts_ = pending_acts_.index_select(0, kept_dev);
   pending_ids_ = pending_ids_.index_select(0, kept);
+  pending_rows_ = pending_rows_.index_select(0, kept);
   return out;
+}
+
+std::map<std::string, torch::Tensor> ActivationSource::Position() const {
+  std::ostringstream rng;
+  rng << rng_;
+  const std::string text = rng.str();
+  std::map<std::string, torch::Tensor> p;
+  p["next_sequence"] = torch::full({1}, next_sequence_, torch::kLong);
+  p["epochs"] = torch::full({1}, epochs_, torch::kLong);
+  p["pending_rows"] = pending_rows_.defined() ? pending_rows_.clone() : torch::empty({0}, torch::kLong);
+  p["rng"] = torch::from_blob(const_cast<char*>(text.data()), {static_cast<int64_t>(text.size())}, torch::kUInt8)
+                 .clone();
+  return p;
+}
+
+absl::Status ActivationSource::Restore(const std::map<std::string, torch::Tensor>& position) {
+  for (const char* name : {"next_sequence", "epochs", "pending_rows", "rng"}) {
+    if (position.count(name) == 0) return Invalid("position", absl::StrCat("lacks '", name, "'"));
+  }
+  const int64_t n_seq = sequences_.size(0), T = sequences_.size(1);
+  const int64_t next = position.at("next_sequence").item<int64_t>();
+  if (next < 0 || next >= n_seq) {
+    return Invalid("position", absl::StrCat("next_sequence ", next, " is outside this corpus's ", n_seq,
+                                            " sequences"));
+  }
+  const torch::Tensor keys = position.at("pending_rows").to(torch::kLong).reshape({-1}).contiguous();
+  const torch::Tensor seq_of = keys.div(T, "floor"), pos_of = keys.remainder(T);
+  if (keys.numel() > 0 && (seq_of.min().item<int64_t>() < 0 || seq_of.max().item<int64_t>() >= n_seq ||
+                           pos_of.min().item<int64_t>() < options_.skip_positions)) {
+    return Invalid("position", "pending_rows do not fit this corpus and skip_positions");
+  }
+  const torch::Tensor rng_bytes = position.at("rng").to(torch::kUInt8).contiguous();
+  std::istringstream rng(std::string(reinterpret_cast<const char*>(rng_bytes.data_ptr<uint8_t>()),
+                                     static_cast<size_t>(rng_bytes.numel())));
+  std::mt19937_64 restored;
+  if (!(rng >> restored)) return Invalid("position", "rng is not a generator state");
+
+  // Recompute the buffered rows from their sequences.
+  torch::Tensor acts;
+  if (keys.numel() > 0) {
+    const torch::Tensor seqs = std::get<0>(at::_unique(seq_of, /*sorted=*/true, /*return_inverse=*/false));
+    absl::StatusOr<torch::Tensor> all =
+        CollectActivations(*model_, sequences_.index_select(0, seqs), hook_, options_.batch_sequences);
+    if (!all.ok()) return all.status();
+    const torch::Tensor slot = torch::searchsorted(seqs, seq_of);  // each key's row in `all`
+    acts = all->reshape({-1, all->size(2)}).index_select(0, (slot * T + pos_of).to(all->device()));
+  }
+  next_sequence_ = next;
+  epochs_ = position.at("epochs").item<int64_t>();
+  rng_ = restored;
+  if (keys.numel() > 0) {
+    pending_rows_ = keys.clone();
+    pending_ids_ = sequences_.reshape({-1}).index_select(0, seq_of * T + pos_of);
+    pending_acts_ = acts;
+  } else {
+    pending_rows_ = pending_ids_ = pending_acts_ = torch::Tensor();
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace loupe::lm

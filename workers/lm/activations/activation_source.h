@@ -18,6 +18,15 @@
 // that position, whose residual the row is) so callers can build per-token
 // baselines.
 //
+// Position: Position() captures where the source is (the next sequence, the
+// epoch count, the shuffle RNG's state and which (sequence, position) rows sit
+// in the buffer, not the rows themselves) and Restore() brings a source
+// created with the same model, tokenizer, text and options back there:
+// buffered rows are recomputed by running their sequences through the model
+// again, so the next batches are the same rows in the same order (equal up to
+// float summation order, since the recomputation batches sequences
+// differently), without the checkpoint holding the buffer's activations.
+//
 // Ownership: shares the model (read-only; grad mode is off inside Next).
 // Not thread-safe: one caller at a time.
 #ifndef LOUPE_WORKERS_LM_ACTIVATIONS_ACTIVATION_SOURCE_H_
@@ -26,6 +35,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -78,6 +88,15 @@ class ActivationSource {
   // (for evaluations that splice into the model on the same text).
   const torch::Tensor& sequences() const { return sequences_; }
 
+  // Where the source is, as small CPU tensors for a checkpoint: "next_sequence",
+  // "epochs" ([1] int64), "pending_rows" ([n] int64, sequence × context_length
+  // + position of each buffered row, in buffer order), "rng" (uint8, the
+  // shuffle generator's state as text).
+  std::map<std::string, torch::Tensor> Position() const;
+  // Back to a Position() of a source over the same corpus and options.
+  // INVALID_ARGUMENT if an entry is missing or does not fit this corpus.
+  absl::Status Restore(const std::map<std::string, torch::Tensor>& position);
+
  private:
   ActivationSource() = default;
   // Runs the model on the next `batch_sequences` sequences and appends their
@@ -92,6 +111,7 @@ class ActivationSource {
   int64_t epochs_ = 0;
   torch::Tensor pending_acts_;  // rows not yet handed out
   torch::Tensor pending_ids_;
+  torch::Tensor pending_rows_;  // [n] int64 sequence × context_length + position
   std::mt19937_64 rng_;
 };
 

@@ -1,5 +1,6 @@
 #include <torch/torch.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,49 @@ TEST_F(ActivationsTest, ResidPostOfOneLayerIsResidPreOfTheNext) {
   ASSERT_TRUE(post.ok() && pre.ok());
   EXPECT_TRUE(post->equal(*pre));
   EXPECT_EQ(post->sizes(), (std::vector<int64_t>{seq.size(0), 8, 32}));
+}
+
+// A source stopped after two batches and restored into a fresh source gives
+// the same next batches as one that ran straight on: the same rows in the
+// same order, across a refill and an epoch wrap.
+TEST_F(ActivationsTest, RestoredPositionContinuesWithTheSameRows) {
+  ActivationSourceOptions o;
+  o.hook = "blocks.1.hook_resid_post";
+  o.context_length = 16;
+  o.skip_positions = 1;
+  o.batch_sequences = 2;
+  o.shuffle_buffer = 64;
+  o.seed = 5;
+  auto straight = Source(o);
+  auto stopped = Source(o);
+  const int64_t n = 40;
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(straight->Next(n).ok());
+    ASSERT_TRUE(stopped->Next(n).ok());
+  }
+  const std::map<std::string, torch::Tensor> position = stopped->Position();
+  EXPECT_GT(position.at("pending_rows").numel(), 0);
+  stopped.reset();
+  auto resumed = Source(o);
+  ASSERT_TRUE(resumed->Restore(position).ok());
+  const int64_t batches = straight->rows_per_epoch() / n + 2;  // past the end of the corpus
+  for (int64_t i = 0; i < batches; ++i) {
+    auto a = straight->Next(n);
+    auto b = resumed->Next(n);
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_TRUE(a->token_ids.equal(b->token_ids)) << "batch " << i;
+    ASSERT_TRUE(torch::allclose(a->acts, b->acts, 1e-5, 1e-6)) << "batch " << i;
+  }
+  EXPECT_EQ(straight->epochs(), resumed->epochs());
+  EXPECT_GE(resumed->epochs(), 1);
+
+  // A position of another corpus is refused.
+  std::map<std::string, torch::Tensor> bad = position;
+  bad["next_sequence"] = torch::full({1}, int64_t{1} << 40, torch::kLong);
+  EXPECT_EQ(resumed->Restore(bad).code(), absl::StatusCode::kInvalidArgument);
+  bad = position;
+  bad.erase("rng");
+  EXPECT_EQ(resumed->Restore(bad).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ActivationsTest, ShuffledEpochIsAPermutationAndWrapsAround) {
