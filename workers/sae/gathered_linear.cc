@@ -48,6 +48,41 @@ class GatheredLinearFunction : public torch::autograd::Function<GatheredLinearFu
   }
 };
 
+// out[r] = sum over r's entries of values * table[col]. Autograd's own
+// embedding_bag backward builds the table's gradient entry by entry; grouping
+// the entries by latent turns it into one more weighted bag sum.
+class SumRowsOfTableFunction : public torch::autograd::Function<SumRowsOfTableFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& table,
+                               const torch::Tensor& rows, const torch::Tensor& cols, const torch::Tensor& values,
+                               int64_t n) {
+    const torch::Tensor offsets = GroupOffsets(rows, n);
+    ctx->save_for_backward({table, rows, cols, values, offsets});
+    return WeightedBagSums(table, cols, offsets, values);
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &table = saved[0], &rows = saved[1], &cols = saved[2], &values = saved[3],
+                        &offsets = saved[4];
+    const torch::Tensor dy = grads[0].contiguous();
+    torch::Tensor grad_table, grad_values;
+    if (ctx->needs_input_grad(0)) {
+      // dtable[c] = sum over c's entries of values * dy[row].
+      const torch::Tensor order = cols.argsort();
+      grad_table = WeightedBagSums(dy, rows.index_select(0, order),
+                                   GroupOffsets(cols.index_select(0, order), table.size(0)),
+                                   values.index_select(0, order));
+    }
+    if (ctx->needs_input_grad(3)) {
+      // dvalues[t] = dy[row_t] · table[col_t]; `rows` is each entry's bag.
+      grad_values = at::_embedding_bag_per_sample_weights_backward(dy, table, cols, offsets, rows, /*mode=sum*/ 0);
+    }
+    return {grad_table, torch::Tensor(), torch::Tensor(), grad_values, torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 torch::Tensor GatheredLinear(const torch::Tensor& pre, const torch::Tensor& bias, const torch::Tensor& x,
@@ -57,7 +92,7 @@ torch::Tensor GatheredLinear(const torch::Tensor& pre, const torch::Tensor& bias
 
 torch::Tensor SumRowsOfTable(const torch::Tensor& table, const torch::Tensor& rows, const torch::Tensor& cols,
                              const torch::Tensor& values, int64_t n) {
-  return WeightedBagSums(table, cols, GroupOffsets(rows, n), values);
+  return SumRowsOfTableFunction::apply(table, rows, cols, values, n);
 }
 
 }  // namespace loupe::sae
