@@ -18,21 +18,13 @@ where mm_gflops is torch.mm's rate on [batch, d_model] x [d_model, d_sae]
 (into a preallocated output) in the same process.
 """
 import argparse
-import ctypes
 import json
 import time
 
 import torch
 
-
-def set_threads(n):
-    torch.set_num_threads(n)
-    for name in ("libopenblas.so.0", "libopenblasp.so.0"):
-        try:
-            ctypes.CDLL(name).openblas_set_num_threads(n)
-            break
-        except OSError:
-            pass
+# Threads for torch and its OpenBLAS pool, as lm_bench's reference sets them.
+from lm_bench_reference import set_threads
 
 
 def normalised_error(target, estimate):
