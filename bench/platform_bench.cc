@@ -47,49 +47,12 @@ Percentiles Summarize(std::vector<double> us) {
 
 double MicrosSince(absl::Time t0) { return absl::ToDoubleMicroseconds(absl::Now() - t0); }
 
-class EchoService final : public loupe::bench::Echo::CallbackService {
-  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const Empty*, Empty*) override {
-    auto* r = ctx->DefaultReactor();
-    r->Finish(grpc::Status::OK);
-    return r;
-  }
-};
-
-// The floor, part 1: an empty unary call through the same gRPC stack.
-class EchoFloor {
- public:
-  EchoFloor() {
-    grpc::ServerBuilder b;
-    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    b.RegisterService(&service_);
-    server_ = b.BuildAndStart();
-    stub_ = Echo::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
-                                              grpc::InsecureChannelCredentials()));
-  }
-  ~EchoFloor() { server_->Shutdown(); }
-
-  double OneCallMicros() {
-    grpc::ClientContext ctx;
-    Empty req, resp;
-    absl::Time t0 = absl::Now();
-    grpc::Status s = stub_->Ping(&ctx, req, &resp);
-    if (!s.ok()) std::abort();
-    return MicrosSince(t0);
-  }
-
- private:
-  EchoService service_;
-  int port_ = 0;
-  std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<Echo::Stub> stub_;
-};
-
 // The floor, part 2: one durable commit, with the store's own settings.
 class CommitFloor {
  public:
-  explicit CommitFloor(const fs::path& dir) {
-    auto db = store::Db::Open((dir / "floor.db").string());
-    if (!db.ok() || !(*db)->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)").ok()) {
+  explicit CommitFloor(const fs::path& file) {
+    auto db = store::Db::Open(file.string());
+    if (!db.ok() || !(*db)->Exec("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB)").ok()) {
       std::abort();
     }
     db_ = std::move(*db);
@@ -106,6 +69,60 @@ class CommitFloor {
  private:
   std::unique_ptr<store::Db> db_;
   std::string blob_ = std::string(200, 'x');
+};
+
+class EchoService final : public loupe::bench::Echo::CallbackService {
+ public:
+  explicit EchoService(const fs::path& dir) : commit_(dir / "echo-commit.db") {}
+
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const Empty*, Empty*) override {
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
+  grpc::ServerUnaryReactor* CommitPing(grpc::CallbackServerContext* ctx, const Empty*,
+                                       Empty*) override {
+    commit_.OneCommitMicros();
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
+
+ private:
+  CommitFloor commit_;
+};
+
+// The floor, part 1: an empty unary call through the same gRPC stack.
+class EchoFloor {
+ public:
+  explicit EchoFloor(const fs::path& dir) : service_(dir) {
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    b.RegisterService(&service_);
+    server_ = b.BuildAndStart();
+    stub_ = Echo::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                                              grpc::InsecureChannelCredentials()));
+  }
+  ~EchoFloor() { server_->Shutdown(); }
+
+  double OneCallMicros() { return Time(&Echo::Stub::Ping); }
+  double OneCommittingCallMicros() { return Time(&Echo::Stub::CommitPing); }
+
+ private:
+  using Method = grpc::Status (Echo::Stub::*)(grpc::ClientContext*, const Empty&, Empty*);
+  double Time(Method m) {
+    grpc::ClientContext ctx;
+    Empty req, resp;
+    absl::Time t0 = absl::Now();
+    grpc::Status s = (stub_.get()->*m)(&ctx, req, &resp);
+    if (!s.ok()) std::abort();
+    return MicrosSince(t0);
+  }
+
+  EchoService service_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<Echo::Stub> stub_;
 };
 
 std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token) {
@@ -135,7 +152,7 @@ double OneSubmitMicros(loupe::v1::JobService::Stub* stub, const std::string& tok
 }
 
 struct SequentialLatencies {
-  Percentiles echo, commit, submit;
+  Percentiles echo, commit, submit, echo_commit;
 };
 
 // The shared machine's load drifts; measuring the floor and the submit in
@@ -148,13 +165,15 @@ SequentialLatencies MeasureInterleaved(EchoFloor& echo, CommitFloor& commit,
     echo.OneCallMicros();
     OneSubmitMicros(stub, token);
   }
-  std::vector<double> e, c, s;
+  std::vector<double> e, c, s, ec;
   for (int done = 0; done < samples; done += kBlock) {
     for (int i = 0; i < kBlock; ++i) e.push_back(echo.OneCallMicros());
     for (int i = 0; i < kBlock; ++i) c.push_back(commit.OneCommitMicros());
     for (int i = 0; i < kBlock; ++i) s.push_back(OneSubmitMicros(stub, token));
+    for (int i = 0; i < kBlock; ++i) ec.push_back(echo.OneCommittingCallMicros());
   }
-  return {Summarize(std::move(e)), Summarize(std::move(c)), Summarize(std::move(s))};
+  return {Summarize(std::move(e)), Summarize(std::move(c)), Summarize(std::move(s)),
+          Summarize(std::move(ec))};
 }
 
 // Keeps `window` calls in flight on each of `clients` channels for
@@ -216,8 +235,8 @@ double SubmitThroughput(int port, const std::string& token, int clients, int win
 }
 
 // The throughput floor: empty calls with the same clients and window.
-double EchoThroughput(int clients, int window, double seconds) {
-  EchoService service;
+double EchoThroughput(const fs::path& dir, int clients, int window, double seconds) {
+  EchoService service(dir);
   int port = 0;
   grpc::ServerBuilder b;
   b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -310,19 +329,20 @@ int Main(int argc, char** argv) {
   fs::remove_all(dir);
   fs::create_directories(dir);
 
-  Percentiles echo, commit, submit, rt;
-  double echo_rate = EchoThroughput(clients, window, seconds);
+  Percentiles echo, commit, submit, echo_commit, rt;
+  double echo_rate = EchoThroughput(dir, clients, window, seconds);
   double throughput = 0;
   {
     // Submits are measured against an idle worker pool: the admission path.
     Server s = StartServer(dir / "submit", 0);
-    EchoFloor echo_floor;
-    CommitFloor commit_floor(dir);
+    EchoFloor echo_floor(dir);
+    CommitFloor commit_floor(dir / "floor.db");
     SequentialLatencies l =
         MeasureInterleaved(echo_floor, commit_floor, s.stub.get(), s.token, samples);
     echo = l.echo;
     commit = l.commit;
     submit = l.submit;
+    echo_commit = l.echo_commit;
     throughput = SubmitThroughput(s.server->port(), s.token, clients, window, seconds);
   }
   double floor_p50 = echo.p50 + commit.p50;
@@ -340,12 +360,15 @@ int Main(int argc, char** argv) {
   row("floor: one durable SQLite commit (FULL)", commit);
   std::printf("%-44s %10.1f\n", "floor: sum of p50s", floor_p50);
   row("SubmitJob, one client, sequential", submit);
+  row("empty call whose handler commits (FULL)", echo_commit);
   row("no-op round trip (submit -> SUCCEEDED seen)", rt);
   std::printf("%-44s %10.0f /s  (%d clients x %d in flight, %.0f s)\n",
               "floor: empty unary calls, concurrent clients", echo_rate, clients, window, seconds);
   std::printf("%-44s %10.0f /s  (same clients)\n", "durable submits, concurrent clients",
               throughput);
   std::printf("\nsubmit p50 / floor p50      = %.2f  (target <= 1.5)\n", submit.p50 / floor_p50);
+  std::printf("submit p50 / committing call p50 = %.2f  (what Loupe adds to one durable RPC)\n",
+              submit.p50 / echo_commit.p50);
   std::printf("concurrent submits/s        = %.0f  (target >= 10000; %.0f%% of the empty-call rate)\n",
               throughput, 100 * throughput / echo_rate);
   std::printf("no-op round trip p50        = %.2f ms (target < 5)\n", rt.p50 / 1000);
