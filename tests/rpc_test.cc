@@ -159,7 +159,9 @@ TEST(RpcTest, ArtifactsAreListedAndReadResumably) {
     bool first = true;
     while (reader->Read(&c)) {
       EXPECT_EQ(c.offset(), offset + static_cast<int64_t>(data.size()));
-      if (first) EXPECT_EQ(c.total_size(), n);
+      if (first) {
+        EXPECT_EQ(c.total_size(), n);
+      }
       first = false;
       data += c.data();
     }

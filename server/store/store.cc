@@ -37,10 +37,6 @@ std::string RandomHex(int bytes) {
   return absl::BytesToHexString(buf);
 }
 
-bool IsTerminal(JobState s) {
-  return s == loupe::v1::SUCCEEDED || s == loupe::v1::FAILED || s == loupe::v1::CANCELLED;
-}
-
 // Columns read by JobFromRow, in order.
 constexpr char kJobColumns[] =
     "seq, id, owner, kind, state, priority, max_attempts, attempt, spec, created_us, "

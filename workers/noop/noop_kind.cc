@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "loupe/v1/kinds.pb.h"
+#include "workers/runtime/param_builders.h"
 
 namespace loupe {
 namespace {
@@ -18,13 +19,14 @@ class NoopKind : public TypedJobKind<loupe::v1::NoopParams> {
   }
   std::vector<ParamSpec> params() const override {
     return {
-        {"steps", "Steps to take (each reports progress)", "0", 0, 1e6},
-        {"sleep_ms", "Milliseconds to sleep per step", "0", 0, 60000},
-        {"fail_with", "Fail with this message instead of succeeding"},
-        {"input", "An input to resolve and report (dataset:ID, job:ID[/NAME] or a path)",
-         "", {}, {}, {}, /*is_reference=*/true},
-        {"artifact_bytes", "Write an artifact noop.bin of this many bytes (byte i = i mod 251)",
-         "0", 0, 1 << 30},
+        NumberParam("steps", "Steps to take (each reports progress)", "0", 0, 1e6),
+        NumberParam("sleep_ms", "Milliseconds to sleep per step", "0", 0, 60000),
+        TextParam("fail_with", "Fail with this message instead of succeeding"),
+        ReferenceParam("input",
+                       "An input to resolve and report (dataset:ID, job:ID[/NAME] or a path)"),
+        NumberParam("artifact_bytes",
+                    "Write an artifact noop.bin of this many bytes (byte i = i mod 251)", "0", 0,
+                    1 << 30),
     };
   }
   std::vector<std::string> result_fields() const override { return {"steps", "input_bytes"}; }

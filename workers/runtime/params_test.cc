@@ -3,6 +3,7 @@
 #include "gtest/gtest.h"
 #include "loupe/v1/jobs.pb.h"
 #include "workers/noop/noop_kind.h"
+#include "workers/runtime/param_builders.h"
 #include "workers/runtime/registry.h"
 
 namespace loupe {
@@ -17,11 +18,13 @@ class BoundedKind : public TypedJobKind<NoopParams> {
   std::string name() const override { return "noop"; }
   std::string description() const override { return "test"; }
   std::vector<ParamSpec> params() const override {
-    return {{"steps", "steps", "10", 1, 100},
-            {"sleep_ms", "sleep", "", 0, {}},
-            {"fail_with", "choice", "", {}, {}, {"alpha", "beta"}},
-            {"input", "ref", "", {}, {}, {}, true},
-            {"artifact_bytes", "bytes", "0", 0, {}}};
+    ParamSpec sleep = TextParam("sleep_ms", "sleep");
+    sleep.min = 0;  // a lower bound alone
+    ParamSpec bytes = TextParam("artifact_bytes", "bytes", "0");
+    bytes.min = 0;
+    return {NumberParam("steps", "steps", "10", 1, 100), sleep,
+            ChoiceParam("fail_with", "choice", "", {"alpha", "beta"}),
+            ReferenceParam("input", "ref"), bytes};
   }
 
  protected:
@@ -138,7 +141,7 @@ TEST(ParamsTest, ReferencesAndDescription) {
 
 TEST(ParamsTest, ParamTableMustCoverTheMessage) {
   class Incomplete : public BoundedKind {
-    std::vector<ParamSpec> params() const override { return {{"steps", "s", "1"}}; }
+    std::vector<ParamSpec> params() const override { return {TextParam("steps", "s", "1")}; }
   } incomplete;
   EXPECT_FALSE(CheckParamTable(incomplete, NoopParams::descriptor()).ok());
   class BadDefault : public BoundedKind {

@@ -303,7 +303,7 @@ TEST(LmTrainKind, CancellationStopsWithinAStep) {
 // every default on the text file $LOUPE_LM_CORPUS (default: the license
 // corpus) with $LOUPE_LM_THREADS threads (default 2) and prints the results;
 // $LOUPE_LM_PARAMS ("k=v,k=v") overrides parameters.
-//   LOUPE_LM_CORPUS=corpus.txt build/tests/lm_jobs_test \
+//   LOUPE_LM_CORPUS=corpus.txt build/tests/lm_jobs_test
 //     --gtest_also_run_disabled_tests --gtest_filter='*DISABLED_DefaultRun'
 TEST(LmTrainKind, DISABLED_DefaultRun) {
   const char* corpus = std::getenv("LOUPE_LM_CORPUS");
