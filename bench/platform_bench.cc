@@ -4,6 +4,10 @@
 //
 //   build/bin/platform_bench [--seconds 5] [--clients 4] [--window 64]
 //
+// The sequential latencies come from a child process (a client outside the
+// server's process, as users' are); the throughput clients share the
+// benchmark's process.
+//
 // Prints a table and the ratios the targets in docs/benchmarks.md refer to.
 #include <grpcpp/grpcpp.h>
 
@@ -12,6 +16,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <unistd.h>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -93,17 +98,29 @@ class EchoService final : public loupe::bench::Echo::CallbackService {
 };
 
 // The floor, part 1: an empty unary call through the same gRPC stack.
-class EchoFloor {
+// Hosts the echo service (part 1 of the floor, and the committing call).
+class EchoServer {
  public:
-  explicit EchoFloor(const fs::path& dir) : service_(dir) {
+  explicit EchoServer(const fs::path& dir) : service_(dir) {
     grpc::ServerBuilder b;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     b.RegisterService(&service_);
     server_ = b.BuildAndStart();
-    stub_ = Echo::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
-                                              grpc::InsecureChannelCredentials()));
   }
-  ~EchoFloor() { server_->Shutdown(); }
+  ~EchoServer() { server_->Shutdown(); }
+  int port() const { return port_; }
+
+ private:
+  EchoService service_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+class EchoClient {
+ public:
+  explicit EchoClient(int port)
+      : stub_(Echo::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                                grpc::InsecureChannelCredentials()))) {}
 
   double OneCallMicros() { return Time(&Echo::Stub::Ping); }
   double OneCommittingCallMicros() { return Time(&Echo::Stub::CommitPing); }
@@ -119,9 +136,6 @@ class EchoFloor {
     return MicrosSince(t0);
   }
 
-  EchoService service_;
-  int port_ = 0;
-  std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<Echo::Stub> stub_;
 };
 
@@ -157,7 +171,7 @@ struct SequentialLatencies {
 
 // The shared machine's load drifts; measuring the floor and the submit in
 // alternating short blocks lets any drift hit both sides of the ratio alike.
-SequentialLatencies MeasureInterleaved(EchoFloor& echo, CommitFloor& commit,
+SequentialLatencies MeasureInterleaved(EchoClient& echo, CommitFloor& commit,
                                        loupe::v1::JobService::Stub* stub, const std::string& token,
                                        int samples) {
   constexpr int kBlock = 25;
@@ -308,6 +322,47 @@ Server StartServer(const fs::path& dir, int workers) {
   return out;
 }
 
+// The sequential latencies are measured from a separate process, as a user's
+// client would call: a client in the server's own process shares gRPC's
+// poller with the server, and every reply then costs an extra thread wake-up
+// that no real client pays.
+int RunLatencyClient(int echo_port, int loupe_port, const std::string& token, const fs::path& dir,
+                     int samples) {
+  EchoClient echo(echo_port);
+  CommitFloor commit(dir / "floor.db");
+  auto stub = loupe::v1::JobService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(loupe_port), grpc::InsecureChannelCredentials()));
+  SequentialLatencies l = MeasureInterleaved(echo, commit, stub.get(), token, samples);
+  for (const Percentiles* p : {&l.echo, &l.commit, &l.submit, &l.echo_commit}) {
+    std::printf("%.3f %.3f %.3f\n", p->p50, p->p99, p->mean);
+  }
+  return 0;
+}
+
+SequentialLatencies MeasureFromAnotherProcess(int echo_port, int loupe_port,
+                                              const std::string& token, const fs::path& dir,
+                                              int samples) {
+  const std::string cmd = absl::StrFormat(
+      "'/proc/%d/exe' --latency-client --echo-port %d --loupe-port %d --token '%s' --dir '%s' "
+      "--samples %d",
+      ::getpid(), echo_port, loupe_port, token, dir.string(), samples);
+  FILE* child = ::popen(cmd.c_str(), "r");
+  if (child == nullptr) {
+    std::perror("popen");
+    std::exit(1);
+  }
+  SequentialLatencies l;
+  int read = 0;
+  for (Percentiles* p : {&l.echo, &l.commit, &l.submit, &l.echo_commit}) {
+    read += std::fscanf(child, "%lf %lf %lf", &p->p50, &p->p99, &p->mean);
+  }
+  if (::pclose(child) != 0 || read != 12) {
+    std::fprintf(stderr, "the latency client failed\n");
+    std::exit(1);
+  }
+  return l;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"Loupe platform benchmark"};
   double seconds = 5;
@@ -320,7 +375,15 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--rt-samples", rt_samples, "No-op round trips")->capture_default_str();
   app.add_option("--dir", dir_arg, "Scratch directory (on the disk under test)");
+  bool latency_client = false;
+  int echo_port = 0, loupe_port = 0;
+  std::string token;
+  app.add_flag("--latency-client", latency_client)->group("");  // the child's mode
+  app.add_option("--echo-port", echo_port)->group("");
+  app.add_option("--loupe-port", loupe_port)->group("");
+  app.add_option("--token", token)->group("");
   CLI11_PARSE(app, argc, argv);
+  if (latency_client) return RunLatencyClient(echo_port, loupe_port, token, dir_arg, samples);
   // The same process settings as loupe-server's main().
   loupe::TuneProcessForServing();
 
@@ -335,10 +398,9 @@ int Main(int argc, char** argv) {
   {
     // Submits are measured against an idle worker pool: the admission path.
     Server s = StartServer(dir / "submit", 0);
-    EchoFloor echo_floor(dir);
-    CommitFloor commit_floor(dir / "floor.db");
+    EchoServer echo_server(dir);
     SequentialLatencies l =
-        MeasureInterleaved(echo_floor, commit_floor, s.stub.get(), s.token, samples);
+        MeasureFromAnotherProcess(echo_server.port(), s.server->port(), s.token, dir, samples);
     echo = l.echo;
     commit = l.commit;
     submit = l.submit;

@@ -211,7 +211,7 @@ TEST(Methods, FlagAMislabelledRowAsHarmful) {
   f->model = std::move(*ParseXgboostJson(*f->booster->SaveJson(), "model"));
   ExplainInput in = f->In();
   in.subsample_models = 300;
-  for (const std::string& method : {"boostin", "leaf_influence", "leaf_influence_sp", "leaf_refit", "loo", "subsample", "trex"}) {
+  for (const char* method : {"boostin", "leaf_influence", "leaf_influence_sp", "leaf_refit", "loo", "subsample", "trex"}) {
     auto m = ComputeInfluence(method, in);
     ASSERT_TRUE(m.ok()) << method << ": " << m.status();
     double sum = 0;
@@ -232,7 +232,7 @@ TEST(Methods, CancellationStopsLongMethods) {
   auto f = Fit("binary", 60, 5, 3, 0.3);
   ExplainInput in = f->In();
   in.check = [] { return absl::CancelledError("stop"); };
-  for (const std::string& method : {"leaf_influence", "leaf_refit", "loo", "subsample"}) {
+  for (const char* method : {"leaf_influence", "leaf_refit", "loo", "subsample"}) {
     EXPECT_EQ(ComputeInfluence(method, in).status().code(), absl::StatusCode::kCancelled) << method;
   }
 }
