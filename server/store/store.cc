@@ -239,9 +239,8 @@ void Store::CompletionLoop() {
     std::function<void()> next;
     {
       std::unique_lock<std::mutex> l(completion_mu_);
-      completion_cv_.wait(l, [this] {
-        return (completion_stopping_ && !completing_) || (!completions_.empty() && !completing_);
-      });
+      completion_cv_.wait(
+          l, [this] { return !completing_ && (completion_stopping_ || !completions_.empty()); });
       if (completions_.empty()) return;
       next = std::move(completions_.front());
       completions_.pop_front();
