@@ -155,7 +155,8 @@ class Store {
   // preserved; durability comes with the next group commit.
   void AppendEvents(const std::string& job_id, int attempt,
                     std::vector<loupe::v1::JobEvent> events);
-  // Events with seq > after_seq, in order, at most `limit`.
+  // Events with seq > after_seq, in order, at most `limit`. A job's first
+  // event (seq 1: QUEUED, "submitted") is derived from its row, not stored.
   absl::StatusOr<std::vector<loupe::v1::JobEvent>> ReadEvents(const std::string& job_id,
                                                               int64_t after_seq, int limit);
 
@@ -176,6 +177,10 @@ class Store {
 
   // Path of the database file.
   const std::string& path() const { return path_; }
+
+  // Tests only: runs `sql` as one write and waits for its commit; with
+  // `then_fail` the write fails after running it, which must undo it alone.
+  absl::Status TEST_Write(const std::string& sql, bool then_fail);
 
  private:
   class Txn;

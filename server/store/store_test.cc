@@ -256,6 +256,86 @@ TEST_F(StoreTest, EventsHaveGaplessSequenceNumbersAcrossRestarts) {
   EXPECT_EQ(store_->GetJob(id)->progress_step(), 3);
 }
 
+TEST_F(StoreTest, FirstEventComesFromTheJobRowAsPublished) {
+  std::string id = Submit(Job("a"));
+  ASSERT_TRUE(store_->Flush().ok());
+  loupe::v1::JobEvent published;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSERT_FALSE(published_.empty());
+    published = published_.front();
+  }
+  EXPECT_EQ(published.seq(), 1);
+  auto first = store_->ReadEvents(id, 0, 1);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->size(), 1u);
+  EXPECT_EQ((*first)[0].SerializeAsString(), published.SerializeAsString());
+  EXPECT_EQ((*first)[0].state().message(), "submitted");
+  EXPECT_EQ((*first)[0].time().seconds(), store_->GetJob(id)->created_at().seconds());
+  EXPECT_TRUE(store_->ReadEvents(id, 1, 10)->empty());
+  EXPECT_TRUE(store_->ReadEvents(id, 0, 0)->empty());
+  EXPECT_TRUE(store_->ReadEvents("0123456789ab", 0, 10)->empty());
+}
+
+TEST_F(StoreTest, StoredFirstEventOfAnOlderDatabaseIsReadOnce) {
+  std::string id = Submit(Job("a"));
+  ASSERT_TRUE(store_->Flush().ok());
+  // Servers before the implied first event stored it as a row.
+  loupe::v1::JobEvent old = (*store_->ReadEvents(id, 0, 1))[0];
+  old.mutable_state()->set_message("stored");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "loupe.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "INSERT INTO events(job_id, seq, event) VALUES (?, 1, ?)", -1,
+                               &st, nullptr),
+            SQLITE_OK);
+  const std::string blob = old.SerializeAsString();
+  sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(st, 2, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_DONE);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  auto all = store_->ReadEvents(id, 0, 10);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].state().message(), "stored");
+}
+
+TEST_F(StoreTest, AFailedWriteUndoesOnlyItself) {
+  ASSERT_TRUE(store_->TEST_Write("CREATE TABLE t(v INTEGER)", false).ok());
+  // A lone write that fails commits nothing.
+  EXPECT_TRUE(absl::IsAborted(store_->TEST_Write("INSERT INTO t VALUES (-1)", true)));
+  // Concurrent writes share transactions; the failing ones must not take
+  // their neighbours with them, nor leave anything behind.
+  std::vector<std::thread> threads;
+  for (int th = 0; th < 8; ++th) {
+    threads.emplace_back([this, th] {
+      for (int i = 0; i < 50; ++i) {
+        const int v = th * 1000 + i;
+        const bool fail = v % 3 == 0;
+        absl::Status s = store_->TEST_Write(absl::StrCat("INSERT INTO t VALUES (", v, ")"), fail);
+        EXPECT_EQ(s.ok(), !fail) << s;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "loupe.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT v FROM t", -1, &st, nullptr), SQLITE_OK);
+  std::set<int> seen;
+  while (sqlite3_step(st) == SQLITE_ROW) seen.insert(sqlite3_column_int(st, 0));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  std::set<int> want;
+  for (int th = 0; th < 8; ++th) {
+    for (int i = 0; i < 50; ++i) {
+      if ((th * 1000 + i) % 3 != 0) want.insert(th * 1000 + i);
+    }
+  }
+  EXPECT_EQ(seen, want);
+}
+
 TEST_F(StoreTest, ListenerSeesCommittedEventsInOrder) {
   std::string id = Submit(Job("a"));
   ASSERT_TRUE(store_->Flush().ok());
