@@ -16,13 +16,16 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
-#include <unistd.h>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <thread>
+#include <unistd.h>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "echo.grpc.pb.h"
 #include "server/process_tuning.h"
@@ -37,6 +40,7 @@ namespace fs = std::filesystem;
 
 struct Percentiles {
   double p50 = 0, p99 = 0, mean = 0;
+  double server_cpu = 0;  // µs of the server process's CPU per call, where measured
 };
 
 Percentiles Summarize(std::vector<double> us) {
@@ -69,8 +73,8 @@ absl::Status CycleWal(store::Db& db) {
 // commit that overwrites blocks the file already has costs ~40 % less here
 // than one that must grow the file (fdatasync then also commits the file
 // system's journal). A fresh database would spend its first thousand 1-page
-// commits growing the WAL, while the store's 6-page submits cycle it after
-// ~170, so the floor first cycles its WAL once.
+// commits growing the WAL, while the store's 5-page submits cycle it after
+// ~200, so the floor first cycles its WAL once.
 class CommitFloor {
  public:
   explicit CommitFloor(const fs::path& file) {
@@ -214,14 +218,34 @@ struct SequentialLatencies {
   Percentiles echo, commit, store_submit, submit, echo_commit;
 };
 
+// CPU time (user + system) the process `pid` has used, in µs. The kernel
+// counts it in clock ticks, so only sums over many calls are meaningful.
+double ProcessCpuMicros(int pid) {
+  std::FILE* f = std::fopen(absl::StrFormat("/proc/%d/stat", pid).c_str(), "r");
+  if (f == nullptr) return 0;
+  char buf[4096];
+  size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  // Fields after the parenthesised command name; utime and stime are the
+  // 14th and 15th fields of the line.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return 0;
+  std::vector<std::string> fields = absl::StrSplit(p + 2, ' ');
+  if (fields.size() < 13) return 0;
+  long utime = std::atol(fields[11].c_str()), stime = std::atol(fields[12].c_str());
+  return (utime + stime) * 1e6 / ::sysconf(_SC_CLK_TCK);
+}
+
 // The shared machine's load drifts; measuring the floor and the submit in
 // alternating short blocks lets any drift hit both sides of the ratio alike.
+// The RPC columns also record the server process's CPU time per call.
 SequentialLatencies MeasureInterleaved(EchoClient& echo, CommitFloor& commit,
                                        StoreSubmitter& store,
                                        loupe::v1::JobService::Stub* stub, const std::string& token,
-                                       int samples) {
+                                       int samples, int server_pid) {
   constexpr int kBlock = 25;
-  // Warm-up: connections, caches, statements, and 200 submits of 6 WAL
+  // Warm-up: connections, caches, statements, and 200 submits of 5 WAL
   // pages each cycle the store's WAL once (see CommitFloor).
   for (int i = 0; i < 200; ++i) {
     echo.OneCallMicros();
@@ -230,15 +254,26 @@ SequentialLatencies MeasureInterleaved(EchoClient& echo, CommitFloor& commit,
     OneSubmitMicros(stub, token);
   }
   std::vector<double> e, c, ss, s, ec;
+  double cpu_e = 0, cpu_s = 0, cpu_ec = 0;
+  // `cpu`: where to add the server's CPU time, or nullptr for the columns
+  // that do not call a server.
+  auto block = [&](double* cpu, const std::function<void()>& one) {
+    const double before = cpu ? ProcessCpuMicros(server_pid) : 0;
+    for (int i = 0; i < kBlock; ++i) one();
+    if (cpu) *cpu += ProcessCpuMicros(server_pid) - before;
+  };
   for (int done = 0; done < samples; done += kBlock) {
-    for (int i = 0; i < kBlock; ++i) e.push_back(echo.OneCallMicros());
-    for (int i = 0; i < kBlock; ++i) c.push_back(commit.OneCommitMicros());
-    for (int i = 0; i < kBlock; ++i) ss.push_back(store.OneSubmitMicros());
-    for (int i = 0; i < kBlock; ++i) s.push_back(OneSubmitMicros(stub, token));
-    for (int i = 0; i < kBlock; ++i) ec.push_back(echo.OneCommittingCallMicros());
+    block(&cpu_e, [&] { e.push_back(echo.OneCallMicros()); });
+    block(nullptr, [&] { c.push_back(commit.OneCommitMicros()); });
+    block(nullptr, [&] { ss.push_back(store.OneSubmitMicros()); });
+    block(&cpu_s, [&] { s.push_back(OneSubmitMicros(stub, token)); });
+    block(&cpu_ec, [&] { ec.push_back(echo.OneCommittingCallMicros()); });
   }
-  return {Summarize(std::move(e)), Summarize(std::move(c)), Summarize(std::move(ss)),
-          Summarize(std::move(s)), Summarize(std::move(ec))};
+  SequentialLatencies l{Summarize(e), Summarize(c), Summarize(ss), Summarize(s), Summarize(ec)};
+  l.echo.server_cpu = cpu_e / e.size();
+  l.submit.server_cpu = cpu_s / s.size();
+  l.echo_commit.server_cpu = cpu_ec / ec.size();
+  return l;
 }
 
 // Keeps `window` calls in flight on each of `clients` channels for
@@ -378,15 +413,16 @@ Server StartServer(const fs::path& dir, int workers) {
 // poller with the server, and every reply then costs an extra thread wake-up
 // that no real client pays.
 int RunLatencyClient(int echo_port, int loupe_port, const std::string& token, const fs::path& dir,
-                     int samples) {
+                     int samples, int server_pid) {
   EchoClient echo(echo_port);
   CommitFloor commit(dir / "floor.db");
   StoreSubmitter store(dir / "client-store");
   auto stub = loupe::v1::JobService::NewStub(grpc::CreateChannel(
       "127.0.0.1:" + std::to_string(loupe_port), grpc::InsecureChannelCredentials()));
-  SequentialLatencies l = MeasureInterleaved(echo, commit, store, stub.get(), token, samples);
+  SequentialLatencies l =
+      MeasureInterleaved(echo, commit, store, stub.get(), token, samples, server_pid);
   for (const Percentiles* p : {&l.echo, &l.commit, &l.store_submit, &l.submit, &l.echo_commit}) {
-    std::printf("%.3f %.3f %.3f\n", p->p50, p->p99, p->mean);
+    std::printf("%.3f %.3f %.3f %.3f\n", p->p50, p->p99, p->mean, p->server_cpu);
   }
   return 0;
 }
@@ -396,8 +432,8 @@ SequentialLatencies MeasureFromAnotherProcess(int echo_port, int loupe_port,
                                               int samples) {
   const std::string cmd = absl::StrFormat(
       "'/proc/%d/exe' --latency-client --echo-port %d --loupe-port %d --token '%s' --dir '%s' "
-      "--samples %d",
-      ::getpid(), echo_port, loupe_port, token, dir.string(), samples);
+      "--samples %d --server-pid %d",
+      ::getpid(), echo_port, loupe_port, token, dir.string(), samples, ::getpid());
   FILE* child = ::popen(cmd.c_str(), "r");
   if (child == nullptr) {
     std::perror("popen");
@@ -406,9 +442,9 @@ SequentialLatencies MeasureFromAnotherProcess(int echo_port, int loupe_port,
   SequentialLatencies l;
   int read = 0;
   for (Percentiles* p : {&l.echo, &l.commit, &l.store_submit, &l.submit, &l.echo_commit}) {
-    read += std::fscanf(child, "%lf %lf %lf", &p->p50, &p->p99, &p->mean);
+    read += std::fscanf(child, "%lf %lf %lf %lf", &p->p50, &p->p99, &p->mean, &p->server_cpu);
   }
-  if (::pclose(child) != 0 || read != 15) {
+  if (::pclose(child) != 0 || read != 20) {
     std::fprintf(stderr, "the latency client failed\n");
     std::exit(1);
   }
@@ -428,14 +464,17 @@ int Main(int argc, char** argv) {
   app.add_option("--rt-samples", rt_samples, "No-op round trips")->capture_default_str();
   app.add_option("--dir", dir_arg, "Scratch directory (on the disk under test)");
   bool latency_client = false;
-  int echo_port = 0, loupe_port = 0;
+  int echo_port = 0, loupe_port = 0, server_pid = 0;
   std::string token;
   app.add_flag("--latency-client", latency_client)->group("");  // the child's mode
   app.add_option("--echo-port", echo_port)->group("");
   app.add_option("--loupe-port", loupe_port)->group("");
+  app.add_option("--server-pid", server_pid)->group("");
   app.add_option("--token", token)->group("");
   CLI11_PARSE(app, argc, argv);
-  if (latency_client) return RunLatencyClient(echo_port, loupe_port, token, dir_arg, samples);
+  if (latency_client) {
+    return RunLatencyClient(echo_port, loupe_port, token, dir_arg, samples, server_pid);
+  }
   // The same process settings as loupe-server's main().
   loupe::TuneProcessForServing();
 
@@ -467,9 +506,12 @@ int Main(int argc, char** argv) {
   }
   fs::remove_all(dir);
 
-  std::printf("%-44s %10s %10s %10s\n", "measurement", "p50 us", "p99 us", "mean us");
+  std::printf("%-44s %10s %10s %10s %12s\n", "measurement", "p50 us", "p99 us", "mean us",
+              "server CPU");
   auto row = [](const char* name, const Percentiles& p) {
-    std::printf("%-44s %10.1f %10.1f %10.1f\n", name, p.p50, p.p99, p.mean);
+    std::printf("%-44s %10.1f %10.1f %10.1f", name, p.p50, p.p99, p.mean);
+    if (p.server_cpu > 0) std::printf(" %9.0f us", p.server_cpu);
+    std::printf("\n");
   };
   row("floor: empty unary gRPC call (loopback)", echo);
   row("floor: one durable SQLite commit (FULL)", commit);
