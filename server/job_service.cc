@@ -244,7 +244,7 @@ class UploadReactor : public grpc::ServerReadReactor<loupe::v1::UploadDatasetReq
     }
     absl::Status s = Consume();
     if (!s.ok()) {
-      Finish(ToGrpcStatus(s));
+      Reply(ToGrpcStatus(s));
       return;
     }
     StartRead(&req_);
@@ -252,6 +252,13 @@ class UploadReactor : public grpc::ServerReadReactor<loupe::v1::UploadDatasetReq
   void OnDone() override { delete this; }
 
  private:
+  // Drops the partial upload before the client can see the outcome: a client
+  // told that its upload failed must find nothing of it left on the server.
+  void Reply(const grpc::Status& s) {
+    writer_.reset();
+    Finish(s);
+  }
+
   absl::Status Consume() {
     if (writer_ == nullptr) {
       if (!req_.has_header()) {
@@ -284,25 +291,25 @@ class UploadReactor : public grpc::ServerReadReactor<loupe::v1::UploadDatasetReq
 
   void End() {
     if (writer_ == nullptr) {
-      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty upload: no header was sent"));
+      Reply(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty upload: no header was sent"));
       return;
     }
     if (writer_->size() != header_.size()) {
-      Finish(grpc::Status(grpc::StatusCode::DATA_LOSS,
-                          absl::StrCat("truncated upload: received ", writer_->size(), " of ",
-                                       header_.size(), " bytes")));
+      Reply(grpc::Status(grpc::StatusCode::DATA_LOSS,
+                         absl::StrCat("truncated upload: received ", writer_->size(), " of ",
+                                      header_.size(), " bytes")));
       return;
     }
     absl::StatusOr<store::BlobInfo> blob = writer_->Commit(header_.sha256());
     if (!blob.ok()) {
-      Finish(ToGrpcStatus(blob.status()));
+      Reply(ToGrpcStatus(blob.status()));
       return;
     }
     std::string media = header_.media_type().empty() ? "application/octet-stream"
                                                      : header_.media_type();
     absl::StatusOr<loupe::v1::Dataset> ds = manager_->AddDataset(user_, header_.name(), *blob, media);
     if (ds.ok()) *resp_ = *ds;
-    Finish(ToGrpcStatus(ds.status()));
+    Reply(ToGrpcStatus(ds.status()));
   }
 
   JobManager* manager_;

@@ -113,5 +113,22 @@ TEST(UploadTest, TruncatedCorruptAndMalformedUploadsAreRefused) {
   EXPECT_TRUE(std::filesystem::is_empty(ts.server().manager().blobs().root() + "/tmp"));
 }
 
+TEST(UploadTest, ARefusedUploadIsGoneWhenTheClientLearnsOfIt) {
+  TestServer ts;
+  UploadPlan p;
+  p.content = std::string(300000, 'z');
+  p.declared_size = static_cast<int64_t>(p.content.size());
+  p.declared_sha = store::Sha256::Of(p.content);
+  p.send_bytes = 200000;
+  const std::string tmp = ts.server().manager().blobs().root() + "/tmp";
+  // The server used to delete a refused upload's partial file only after the
+  // reply was sent; a client that looked at once could still find it.
+  for (int i = 0; i < 50; ++i) {
+    loupe::v1::Dataset ds;
+    ASSERT_EQ(Upload(ts, p, &ds).error_code(), grpc::StatusCode::DATA_LOSS);
+    ASSERT_TRUE(std::filesystem::is_empty(tmp)) << "after refused upload " << i;
+  }
+}
+
 }  // namespace
 }  // namespace loupe
